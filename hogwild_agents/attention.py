@@ -1,0 +1,115 @@
+"""Hook the shared-cache attention into transformers through its public extension points.
+
+No model surgery: we register an attention function under the name ``"hogwild"``, pass a cache object
+as the model's cache argument, and feed block-local ``position_ids`` so the model's own rotary embedding
+rotates q and k. The per-forward plan travels in a context variable, set by the runner around the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hogwild_kernels import shifted_attention_with_paged_kv
+from transformers import AttentionInterface
+
+from .cache import PagedKVStore
+from .plan import ForwardPlan
+
+__all__ = ["ATTENTION_NAME", "ForwardContext", "HogwildCacheAdapter", "forward_context"]
+
+ATTENTION_NAME = "hogwild"
+
+
+@dataclass(slots=True)
+class ForwardContext:
+    """What every layer of the current forward needs: the store, the plan and the RoPE frequencies."""
+
+    store: PagedKVStore
+    plan: ForwardPlan
+    inv_freq: torch.Tensor
+    backend: str
+
+
+_CURRENT: ContextVar[ForwardContext | None] = ContextVar("hogwild_forward", default=None)
+
+
+@contextlib.contextmanager
+def forward_context(ctx: ForwardContext) -> Iterator[None]:
+    """Make ``ctx`` the plan of every attention call made inside the ``with`` block (this thread only)."""
+    token = _CURRENT.set(ctx)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def _current() -> ForwardContext:
+    ctx = _CURRENT.get()
+    if ctx is None:
+        raise RuntimeError(
+            "the 'hogwild' attention was called outside a HogwildEngine forward; models prepared by the "
+            "engine can only run through the engine"
+        )
+    return ctx
+
+
+class HogwildCacheAdapter:
+    """The object passed to the model as its KV cache: ``update`` writes new K/V into the shared pages.
+
+    It deliberately does not subclass ``transformers.Cache``: the model only calls ``update`` (we always
+    pass ``position_ids``), and mask creation is skipped for our attention implementation.
+    """
+
+    is_compileable = False
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write ``[1, Hkv, T, D]`` new keys/values to their slots; return them unchanged."""
+        ctx = _current()
+        store = ctx.store
+        slots = ctx.plan.slot_mapping
+        flat_k = store.key_pages[layer_idx].view(-1, *store.key_pages.shape[-2:])
+        flat_v = store.value_pages[layer_idx].view(-1, *store.value_pages.shape[-2:])
+        flat_k.index_copy_(0, slots, key_states[0].transpose(0, 1).to(flat_k.dtype))
+        flat_v.index_copy_(0, slots, value_states[0].transpose(0, 1).to(flat_v.dtype))
+        return key_states, value_states
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Unused by the engine (positions are always passed); present for API completeness."""
+        return 0
+
+
+def _hogwild_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: ``query [1, Hq, T, D]`` → output ``[1, T, Hq, D]``."""
+    ctx = _current()
+    layer = module.layer_idx
+    q = query[0].transpose(0, 1)  # [T, Hq, D]
+    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
+    out = shifted_attention_with_paged_kv(
+        q,
+        ctx.store.key_pages[layer],
+        ctx.store.value_pages[layer],
+        ctx.plan.meta,
+        ctx.inv_freq,
+        scale,
+        backend=ctx.backend,  # type: ignore[arg-type]
+    )
+    return out.unsqueeze(0), None
+
+
+AttentionInterface.register(ATTENTION_NAME, _hogwild_attention)

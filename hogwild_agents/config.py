@@ -1,0 +1,120 @@
+"""Every knob of the engine, in one validated pydantic model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["DEFAULT_WORKER_NAMES", "HogwildConfig", "Layout"]
+
+Layout = Literal["combined", "contiguous", "interleaved"]
+
+DEFAULT_WORKER_NAMES: tuple[str, ...] = (
+    "Alice", "Bob", "Carol", "Dave", "Eve", "Frank", "Grace", "Heidi",
+    "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil",
+)  # fmt: skip
+
+
+class HogwildConfig(BaseModel):
+    """Configuration of a :class:`~hogwild_agents.HogwildEngine` and defaults of its runs.
+
+    Per-run overrides (``engine.run(messages, temperature=0.7)``) are validated through this model too.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    workers: int = Field(2, ge=1, le=64, description="Number of workers writing in parallel.")
+    worker_names: list[str] | None = Field(
+        None, description="Names of the workers; defaults to Alice, Bob, Carol, ... (must be unique)."
+    )
+    layout: Layout = Field("combined", description="How each worker's view of the shared cache is ordered.")
+    collaboration: bool = Field(
+        True,
+        description="Collaboration prompt, step headers and self-checks. Off: plain generation per worker.",
+    )
+    finisher: bool | None = Field(
+        None, description="Run the finisher turn that writes the answer; None follows `collaboration`."
+    )
+    self_check_every: int = Field(
+        256, ge=0, description="Tokens a worker writes between self-check questions (0 disables)."
+    )
+    self_check_text: str = Field(
+        "Quick check: am I doing redundant work? (yes/no): ",
+        description="The self-check question opening a worker's next step.",
+    )
+    system_prompt: str | None = Field(
+        None, description="Replaces the built-in collaboration rules (use {names} and {count} placeholders)."
+    )
+    stop_on_final_answer: bool = Field(
+        True, description="End generation once a committed step contains a final answer (\\boxed{...})."
+    )
+    max_forwards: int = Field(512, ge=1, description="Budget of sequential forward passes for the workers.")
+    max_new_tokens: int | None = Field(None, ge=1, description="Budget of tokens sampled by all workers.")
+    max_answer_tokens: int = Field(256, ge=1, description="Tokens the finisher may write.")
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Keep the k most likely tokens (0 keeps all).")
+    seed: int | None = Field(0, description="Seed of the per-worker samplers; None draws fresh randomness.")
+    stop: list[str] = Field(default_factory=list, description="Strings that end the answer (and a worker).")
+    page_size: int = Field(16, ge=1, le=1024, description="Tokens per KV page.")
+    max_cache_tokens: int = Field(
+        16384, ge=64, description="Capacity of the shared paged KV store in tokens (all blocks together)."
+    )
+    context_window: int | None = Field(
+        None, ge=16, description="Longest view a worker may have; defaults to the model's context length."
+    )
+    attention_backend: Literal["auto", "triton", "reference"] = Field(
+        "auto", description="Attention path: Triton kernel on CUDA, PyTorch reference on CPU ('auto')."
+    )
+    trust_model_support: bool = Field(
+        False, description="Skip the model-family allow-list (the structural checks still run)."
+    )
+    tool_mode: Literal["execute", "return"] = Field(
+        "execute", description="Run tools inside the shared cache, or return calls to the caller."
+    )
+    tool_choice: str = Field("auto", description="'auto', 'none', 'required' (or 'any'), or a tool name.")
+    tool_timeout_s: float = Field(30.0, gt=0, description="Seconds a tool call may take before it fails.")
+    max_tool_calls: int = Field(16, ge=0, description="Tool calls allowed per run.")
+    max_tool_result_tokens: int = Field(512, ge=16, description="Longer tool results are truncated.")
+    response_format: dict | None = Field(
+        None, description="JSON schema the answer must follow (enforced by constrained decoding)."
+    )
+    keep_runs: int = Field(4, ge=0, description="Finished runs kept for prefix reuse (least recently used).")
+
+    @field_validator("worker_names")
+    @classmethod
+    def _unique_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            if len(set(names)) != len(names) or any(not n.strip() for n in names):
+                raise ValueError(f"worker_names must be unique and non-empty, got {names}")
+        return names
+
+    @model_validator(mode="after")
+    def _names_cover_workers(self) -> HogwildConfig:
+        if self.worker_names is not None and len(self.worker_names) < self.workers:
+            raise ValueError(
+                f"worker_names has {len(self.worker_names)} names for {self.workers} workers; give one per worker"
+            )
+        if self.worker_names is None and self.workers > len(DEFAULT_WORKER_NAMES):
+            raise ValueError(f"more than {len(DEFAULT_WORKER_NAMES)} workers need explicit worker_names")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the configured workers, in worker order."""
+        return list((self.worker_names or DEFAULT_WORKER_NAMES)[: self.workers])
+
+    @property
+    def use_finisher(self) -> bool:
+        """Whether the finisher runs."""
+        return self.collaboration if self.finisher is None else self.finisher
+
+    def with_overrides(self, **overrides: object) -> HogwildConfig:
+        """Return a validated copy with ``overrides`` applied; unknown keys raise ``ValueError``."""
+        unknown = set(overrides) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {sorted(unknown)}; valid options are {sorted(type(self).model_fields)}"
+            )
+        return type(self).model_validate({**self.model_dump(), **overrides})

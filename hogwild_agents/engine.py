@@ -1,0 +1,205 @@
+"""The public engine: several workers of one model over one shared KV cache."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from .config import HogwildConfig
+from .errors import InvalidRequestError
+from .events import Event, FinishedEvent
+from .prompts import render_prompt
+from .result import RunResult
+from .run import Run
+from .runner import ModelRunner
+
+__all__ = ["HogwildEngine", "Messages"]
+
+Messages = str | Sequence[dict[str, Any]]
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+def _normalize_messages(messages: Messages) -> list[dict[str, Any]]:
+    """Accept a string (one user message) or a list of ``{"role", "content"}`` dicts; reject anything else."""
+    if isinstance(messages, str):
+        if not messages.strip():
+            raise InvalidRequestError("the request is empty: pass a non-empty string or list of messages")
+        return [{"role": "user", "content": messages}]
+    if not isinstance(messages, Sequence) or not messages:
+        raise InvalidRequestError(
+            "messages must be a non-empty string or a non-empty list of {'role': ..., 'content': ...} dicts"
+        )
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message:
+            raise InvalidRequestError(f"message {i} must be a dict with a 'role' key, got {message!r:.80}")
+        if message["role"] not in _ROLES:
+            raise InvalidRequestError(
+                f"message {i} has role {message['role']!r}; allowed roles are {sorted(_ROLES)}"
+            )
+        out.append(dict(message))
+    return out
+
+
+class HogwildEngine:
+    """Runs ``workers`` instances of one causal LM in parallel over one shared, paged KV cache.
+
+    Every worker sees every other worker's tokens the moment they are written; a finisher turn reads the
+    whole shared state and writes the answer. Runs are serialised by a lock, so one engine can be shared
+    by threads and asyncio tasks.
+
+    Example:
+        >>> engine = HogwildEngine.from_pretrained(workers=2)  # doctest: +SKIP
+        >>> engine.run("What is 12 + 7? Then add 5.").answer  # doctest: +SKIP
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, config: HogwildConfig | None = None, **overrides: Any):
+        """Wrap an already loaded ``model`` and ``tokenizer``.
+
+        Args:
+            model: a Hugging Face causal LM of a supported family (see ``support.SUPPORTED_FAMILIES``).
+            tokenizer: its tokenizer (with a chat template for chat use).
+            config: engine configuration; ``overrides`` are applied on top and validated.
+
+        Raises:
+            UnsupportedModelError: the model's attention cannot be served exactly (the message says why).
+            pydantic.ValidationError: a configuration value is invalid.
+        """
+        self.config = (config or HogwildConfig()).with_overrides(**overrides)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.runner = ModelRunner(
+            model,
+            page_size=self.config.page_size,
+            max_cache_tokens=self.config.max_cache_tokens,
+            attention_backend=self.config.attention_backend,
+            trust_model_support=self.config.trust_model_support,
+        )
+        self.eos_token_ids = self._eos_ids()
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | None = None,
+        *,
+        workers: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        **config: Any,
+    ) -> HogwildEngine:
+        """Load a model by Hugging Face id, local path, or packaged name (default: the packaged Qwen 0.5B).
+
+        Args:
+            model_id_or_path: model id, directory, or a packaged model name; ``None`` uses ``$HOGWILD_MODEL``
+                or the default packaged model.
+            workers: number of workers (overrides ``config``).
+            device: ``"cuda"``, ``"cpu"``...; defaults to CUDA when available.
+            dtype: weights dtype; defaults to bfloat16.
+            **config: any :class:`HogwildConfig` field.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .model_store import resolve_model_path
+
+        path = resolve_model_path(model_id_or_path)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16).to(device)
+        if workers is not None:
+            config["workers"] = workers
+        return cls(model, tokenizer, HogwildConfig(**config))
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        gen = getattr(self.model, "generation_config", None)
+        for source in (getattr(gen, "eos_token_id", None), getattr(self.tokenizer, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(int(i) for i in source)
+        return frozenset(ids)
+
+    # ------------------------------------------------------------------ running
+    def _prepare(self, messages: Messages, tools: Sequence[Any] | None, overrides: dict[str, Any]) -> Run:
+        try:
+            cfg = self.config.with_overrides(**overrides)
+        except ValueError as e:
+            raise InvalidRequestError(str(e)) from e
+        msgs = _normalize_messages(messages)
+        schemas = [t.to_openai_schema() if hasattr(t, "to_openai_schema") else t for t in tools or []]
+        texts = render_prompt(
+            self.tokenizer,
+            msgs,
+            names=cfg.names,
+            collaboration=cfg.collaboration,
+            tools=schemas or None,
+            rules_template=cfg.system_prompt,
+        )
+        return Run(self, texts, cfg)
+
+    def stream(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> Iterator[Event]:
+        """Run a request and yield typed events as they happen; the last event is :class:`FinishedEvent`.
+
+        Closing the iterator early (``break``) cancels the run cleanly: the pages it used are released and
+        the engine is ready for the next request.
+        """
+        with self._lock:
+            run = self._prepare(messages, tools, overrides)
+            yield from run.events()
+
+    def run(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> RunResult:
+        """Run a request to completion and return its :class:`RunResult`.
+
+        Args:
+            messages: a user message string, or chat messages (``role`` in system/user/assistant/tool).
+            tools: tools the workers may call.
+            **overrides: per-run :class:`HogwildConfig` fields (``workers``, ``temperature``, ...).
+        """
+        for event in self.stream(messages, tools=tools, **overrides):
+            if isinstance(event, FinishedEvent):
+                return event.result
+        raise RuntimeError("the run ended without a result")  # pragma: no cover - stream always finishes
+
+    async def astream(
+        self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any
+    ) -> AsyncIterator[Event]:
+        """Async twin of :meth:`stream`: the run happens on a worker thread, never blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            try:
+                for event in self.stream(messages, tools=tools, **overrides):
+                    loop.call_soon_threadsafe(events.put_nowait, event)
+                    if cancelled.is_set():
+                        break
+            except BaseException as e:  # forwarded to the consumer, re-raised there
+                loop.call_soon_threadsafe(events.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(events.put_nowait, None)
+
+        thread = threading.Thread(target=produce, name="hogwild-run", daemon=True)
+        thread.start()
+        try:
+            while (item := await events.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+
+    async def arun(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> RunResult:
+        """Async twin of :meth:`run`."""
+        async for event in self.astream(messages, tools=tools, **overrides):
+            if isinstance(event, FinishedEvent):
+                return event.result
+        raise RuntimeError("the run ended without a result")  # pragma: no cover
+

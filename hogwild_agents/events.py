@@ -1,0 +1,102 @@
+"""Typed events streamed by :meth:`HogwildEngine.stream` while a run is in progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .result import RunResult
+
+__all__ = [
+    "AnswerEvent",
+    "Event",
+    "FinishedEvent",
+    "StepCommittedEvent",
+    "TokenEvent",
+    "ToolCallFinishedEvent",
+    "ToolCallStartedEvent",
+    "WorkerStoppedEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """A worker wrote text: a sampled token, or text the engine fed for it (header, tool result)."""
+
+    worker: str
+    text: str
+    token_ids: tuple[int, ...]
+    forward: int
+    generated: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StepCommittedEvent:
+    """A worker finished a step; it moved to the shared history (as page references, not copies)."""
+
+    worker: str
+    step: int
+    text: str
+    forward: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStoppedEvent:
+    """A worker stopped generating (end of sequence, a stop string, or the run ending)."""
+
+    worker: str
+    reason: str
+    forward: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStartedEvent:
+    """A worker completed a tool call; it pauses while the tool runs and the others go on."""
+
+    worker: str
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    forward: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinishedEvent:
+    """A tool call returned (or failed); its result text is now in the shared cache."""
+
+    worker: str
+    call_id: str
+    name: str
+    content: str
+    is_error: bool
+    duration_s: float
+    forward: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEvent:
+    """The finisher (or the single worker, without collaboration) produced answer text."""
+
+    text: str
+    forward: int
+    worker: str = "finisher"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedEvent:
+    """The run is over; ``result`` holds everything."""
+
+    result: RunResult
+    worker: str = "engine"
+
+
+Event = (
+    TokenEvent
+    | StepCommittedEvent
+    | WorkerStoppedEvent
+    | ToolCallStartedEvent
+    | ToolCallFinishedEvent
+    | AnswerEvent
+    | FinishedEvent
+)

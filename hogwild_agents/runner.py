@@ -1,0 +1,85 @@
+"""The only part of the engine that runs the model: one batched forward pass for all writers."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from .attention import ATTENTION_NAME, ForwardContext, HogwildCacheAdapter, forward_context
+from .cache import PagedKVStore
+from .plan import ForwardPlan, WriteGroup, plan_forward
+from .support import ModelGeometry, inspect_model
+
+__all__ = ["ModelRunner"]
+
+
+class ModelRunner:
+    """Owns the model, the shared paged store and the attention backend choice."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        page_size: int,
+        max_cache_tokens: int,
+        attention_backend: str = "auto",
+        trust_model_support: bool = False,
+    ) -> None:
+        self.geometry: ModelGeometry = inspect_model(model, trust_model_support)
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        model.set_attn_implementation(ATTENTION_NAME)
+        model.eval()
+        self.store = PagedKVStore(
+            num_layers=self.geometry.num_layers,
+            num_pages=-(-max_cache_tokens // page_size),
+            page_size=page_size,
+            num_kv_heads=self.geometry.num_kv_heads,
+            head_dim=self.geometry.head_dim,
+            dtype=self.dtype,
+            device=self.device,
+        )
+        self.backend = attention_backend
+        self._cache = HogwildCacheAdapter()
+        # transformers renamed the cache argument (past_key_values -> cache); use what this version takes.
+        params = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    def reserve(self, groups: list[WriteGroup], forward: int) -> None:
+        """Append every group's tokens to its block, filling ``slots`` and ``first_position``."""
+        for group in groups:
+            block = self.store.blocks[group.block]
+            group.first_position = block.length
+            group.slots = self.store.reserve(block, group.token_ids, forward)
+
+    def pages_needed(self, groups: list[WriteGroup]) -> int:
+        """Pages that reserving ``groups`` would take."""
+        return sum(self.store.pages_needed(self.store.blocks[g.block], len(g.token_ids)) for g in groups)
+
+    @torch.inference_mode()
+    def forward(self, groups: list[WriteGroup], forward: int, all_logits: bool = False) -> torch.Tensor:
+        """Run one forward pass for ``groups`` (tokens not yet reserved).
+
+        Returns:
+            ``[G, V] float32`` logits of each group's last token, or ``[T, V]`` for every token when
+            ``all_logits``.
+        """
+        self.reserve(groups, forward)
+        plan = plan_forward(self.store, groups, self.device)
+        return self.run_plan(plan, all_logits)
+
+    def run_plan(self, plan: ForwardPlan, all_logits: bool = False) -> torch.Tensor:
+        """Run the model on a prepared plan."""
+        ctx = ForwardContext(self.store, plan, self.geometry.inv_freq, self.backend)
+        keep = 0 if all_logits else plan.last_token_index
+        with forward_context(ctx):
+            out = self.model(
+                input_ids=plan.input_ids,
+                position_ids=plan.position_ids,
+                use_cache=True,
+                logits_to_keep=keep,
+                **{self._cache_kwarg: self._cache},
+            )
+        return out.logits[0].float()
