@@ -89,6 +89,8 @@ def shifted_attention_reference(
         values = value_pages[pages].float().flatten(0, 1)
         key_pos = (meta.entry_pos[g, visible].view(-1, 1) + slots).flatten()
         filled = (slots < meta.page_len[visible].view(-1, 1)).flatten()
+        # unfilled slots hold whatever the pool held (maybe NaN): 0 * NaN would poison the output
+        values = values.masked_fill(~filled.view(-1, 1, 1), 0.0)
         keys = keys.repeat_interleave(group_size, dim=1)  # [K, Hq, D]
         values = values.repeat_interleave(group_size, dim=1)
         for c0 in range(q0, q1, query_chunk):
