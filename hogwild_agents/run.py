@@ -156,7 +156,9 @@ class Run:
             if self.cfg.collaboration:
                 yield from self._feed_text(worker, step_header(name, 1))
         if not self.cfg.collaboration:
-            # Plain generation: each worker's first token comes from the prompt's last position.
+            # Plain generation: each worker's first token comes from the prompt's last position, so the
+            # prefill counts as the workers' first forward (max_forwards=N then yields N tokens, as generate).
+            self.usage.worker_forwards += 1
             first = logits[:1].expand(len(self.workers), -1).clone()
             picks = self.sampler.sample(first, names, suppress=[self._suppress] * len(names))
             self.trace.forwards[-1].groups[0].sampled = picks[0]
