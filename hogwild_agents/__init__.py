@@ -18,6 +18,7 @@ from .events import (
     WorkerStoppedEvent,
 )
 from .result import RunResult, Trace, Usage, WorkerResult
+from .tools import Tool
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "RunResult",
     "StepCommittedEvent",
     "TokenEvent",
+    "Tool",
     "ToolCallFinishedEvent",
     "ToolCallStartedEvent",
     "Trace",

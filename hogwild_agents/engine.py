@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -16,6 +19,8 @@ from .prompts import render_prompt
 from .result import RunResult
 from .run import Run
 from .runner import ModelRunner
+from .toolrun import normalize_tools
+from .tools import GrammarFactory, Tool, ToolExecutor, ToolFormat
 
 __all__ = ["HogwildEngine", "Messages"]
 
@@ -81,6 +86,25 @@ class HogwildEngine:
         )
         self.eos_token_ids = self._eos_ids()
         self._lock = threading.RLock()
+        # Runs suspended in tool_mode="return", waiting for the caller's tool results (LRU, bounded).
+        self._kept: OrderedDict[str, tuple[list[dict[str, Any]], Run]] = OrderedDict()
+
+    @functools.cached_property
+    def tool_format(self) -> ToolFormat:
+        """How this model writes tool calls and reads results, derived from its chat template."""
+        return ToolFormat.from_tokenizer(self.tokenizer)
+
+    @functools.cached_property
+    def grammar_factory(self) -> GrammarFactory:
+        """Compiles constrained-decoding grammars for this tokenizer and logits width."""
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        # Short whitespace runs keep weak models from looping on spaces inside forced JSON.
+        return GrammarFactory(self.tokenizer, vocab, max_whitespace=4)
+
+    @functools.cached_property
+    def tool_executor(self) -> ToolExecutor:
+        """Runs tools concurrently with generation."""
+        return ToolExecutor()
 
     @classmethod
     def from_pretrained(
@@ -127,32 +151,105 @@ class HogwildEngine:
         return frozenset(ids)
 
     # ------------------------------------------------------------------ running
-    def _prepare(self, messages: Messages, tools: Sequence[Any] | None, overrides: dict[str, Any]) -> Run:
+    def _prepare(
+        self, messages: Messages, tools: Sequence[Any] | None, overrides: dict[str, Any]
+    ) -> tuple[Run, list[dict[str, Any]], bool]:
+        """Validate a request; return its run (a kept one when this continues a returned tool call)."""
         try:
             cfg = self.config.with_overrides(**overrides)
         except ValueError as e:
             raise InvalidRequestError(str(e)) from e
         msgs = _normalize_messages(messages)
-        schemas = [t.to_openai_schema() if hasattr(t, "to_openai_schema") else t for t in tools or []]
+        tool_list = normalize_tools(list(tools or []), cfg.tool_mode)
+        kept = self._take_kept(msgs, tool_list, cfg)
+        if kept is not None:
+            return kept, msgs, True
+        store = self.runner.store
+        while self._kept and store.free_pages < store.num_pages // 2:  # make room: evict the oldest kept run
+            _, (_, old) = self._kept.popitem(last=False)
+            old.close()
         texts = render_prompt(
             self.tokenizer,
             msgs,
             names=cfg.names,
             collaboration=cfg.collaboration,
-            tools=schemas or None,
+            tools=[t.to_openai_schema() for t in tool_list] or None,
             rules_template=cfg.system_prompt,
         )
-        return Run(self, texts, cfg)
+        return Run(self, texts, cfg, tool_list), msgs, False
 
+    # ------------------------------------------------------------------ kept runs (tool_mode="return")
+    @staticmethod
+    def _key(messages: list[dict[str, Any]], tools: list[Tool], cfg: HogwildConfig) -> str:
+        """Identity of a conversation prefix: roles, contents, call ids, tool schemas and configuration."""
+        def canon(m: dict[str, Any]) -> tuple[Any, ...]:
+            ids = tuple(c.get("id", "") for c in m.get("tool_calls") or [])
+            return (m["role"], m.get("content") or "", ids, m.get("tool_call_id", ""))
+
+        return json.dumps(
+            [[canon(m) for m in messages], [t.to_openai_schema() for t in tools], cfg.model_dump(mode="json")],
+            sort_keys=True,
+            default=str,
+        )
+
+    def _keep(self, messages: list[dict[str, Any]], tools: list[Tool], run: Run) -> None:
+        calls = [{"id": i} for i in run.returned_call_ids]
+        convo = [*messages, {"role": "assistant", "content": "", "tool_calls": calls}]
+        self._kept[self._key(convo, tools, run.cfg)] = (convo, run)
+        while len(self._kept) > self.config.keep_runs:
+            _, (_, old) = self._kept.popitem(last=False)
+            old.close()
+
+    def _take_kept(self, msgs: list[dict[str, Any]], tools: list[Tool], cfg: HogwildConfig) -> Run | None:
+        """Find a suspended run whose conversation is a prefix of ``msgs`` followed only by tool results."""
+        n_tools = 0
+        while n_tools < len(msgs) and msgs[len(msgs) - 1 - n_tools]["role"] == "tool":
+            n_tools += 1
+        if not n_tools:
+            return None
+        prefix, results = msgs[: len(msgs) - n_tools], msgs[len(msgs) - n_tools :]
+        key = self._key(prefix, tools, cfg)
+        if key not in self._kept:
+            return None
+        _, run = self._kept.pop(key)
+        run.resume({str(m.get("tool_call_id", "")): str(m.get("content", "")) for m in results})
+        return run
+
+    def drop_kept_runs(self) -> None:
+        """Release the pages of every suspended run."""
+        while self._kept:
+            _, (_, run) = self._kept.popitem()
+            run.close()
+
+    # ------------------------------------------------------------------ running
     def stream(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> Iterator[Event]:
         """Run a request and yield typed events as they happen; the last event is :class:`FinishedEvent`.
 
         Closing the iterator early (``break``) cancels the run cleanly: the pages it used are released and
-        the engine is ready for the next request.
+        the engine is ready for the next request. In ``tool_mode="return"`` a run that hands tool calls to
+        the caller is kept (pages and all); a follow-up request carrying the tool results continues it
+        without re-encoding the conversation.
         """
         with self._lock:
-            run = self._prepare(messages, tools, overrides)
-            yield from run.events()
+            run, msgs, _resumed = self._prepare(messages, tools, overrides)
+            events = run.iterate()
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration:
+                    return
+                except BaseException:
+                    run.close()
+                    raise
+                if isinstance(event, FinishedEvent) and run.suspended:
+                    self._keep(msgs, run.tools.tools, run)
+                    yield event
+                    return
+                try:
+                    yield event
+                except GeneratorExit:  # the caller stopped listening: cancel the run, free its pages
+                    run.close()
+                    raise
 
     def run(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> RunResult:
         """Run a request to completion and return its :class:`RunResult`.

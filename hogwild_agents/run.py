@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from .events import (
     FinishedEvent,
     StepCommittedEvent,
     TokenEvent,
+    ToolCallFinishedEvent,
+    ToolCallStartedEvent,
     WorkerStoppedEvent,
 )
 from .layouts import SharedLayoutState, build_view
@@ -27,6 +30,8 @@ from .prompts import PromptTexts, step_header
 from .result import BlockRecord, ForwardRecord, GroupRecord, RunResult, StopReason, Trace, Usage, WorkerResult
 from .sampling import Sampler
 from .steps import contains_final_answer, ends_step
+from .toolrun import ToolSession
+from .tools import Tool, ToolCall, ToolOutcome
 
 if TYPE_CHECKING:
     from .engine import HogwildEngine
@@ -49,12 +54,16 @@ class _Worker:
     since_check: int = 0
     stopped: str = ""
     step_text: IncrementalText | None = None
+    feed_only: bool = False  # its next forward only writes tokens (a closed call); the sample is dropped
+    call_token: list[int] = field(default_factory=list)  # the unfed token that closed a returned call
 
 
 class Run:
     """Drives one request to completion, yielding events. Create one per request; not reusable."""
 
-    def __init__(self, engine: HogwildEngine, texts: PromptTexts, config: HogwildConfig) -> None:
+    def __init__(
+        self, engine: HogwildEngine, texts: PromptTexts, config: HogwildConfig, tools: list[Tool] | None = None
+    ) -> None:
         self.engine = engine
         self.cfg = config
         self.tok = engine.tokenizer
@@ -72,6 +81,12 @@ class Run:
         self._finisher_ids = self._encode(texts.finisher) if config.use_finisher else []
         self._prompt_ids = self._encode(texts.prompt)
         self._check_prompt_fits()
+        self.tools = ToolSession(engine, tools or [], config)
+        self.block_ids: list[int] = []
+        self.suspended = False
+        self._resume_outcomes: dict[str, str] | None = None
+        self._returned: list[tuple[_Worker, ToolCall]] = []
+        self._events: Iterator[Event] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _encode(self, text: str) -> list[int]:
@@ -105,7 +120,9 @@ class Run:
             )
 
     def _new_block(self, author: str, kind: str) -> int:
-        return self.store.new_block(author, kind).id
+        block = self.store.new_block(author, kind).id
+        self.block_ids.append(block)
+        return block
 
     def _view(self, worker: int | None, own: int) -> list[int]:
         if worker is None:
@@ -122,17 +139,75 @@ class Run:
         return logits
 
     # ------------------------------------------------------------------ phases
+    def iterate(self) -> Iterator[Event]:
+        """Events of this run: from the start, or from where a suspended run stopped."""
+        if self._events is None:
+            self._events = self.events()
+        return self._events
+
+    def close(self) -> None:
+        """Abandon the run and release its pages (also for a suspended run)."""
+        if self._events is not None:
+            self._events.close()
+        for block in self.block_ids:
+            if block in self.store.blocks:
+                self.store.release(block)
+
     def events(self) -> Iterator[Event]:
         """Run to completion, yielding events; the last one is :class:`FinishedEvent`."""
         try:
             yield from self._prefill()
-            reason = yield from self._generate()
+            while True:
+                reason = yield from self._generate()
+                if reason != "tool_calls":
+                    break
+                yield from self._suspend()
             answer = yield from self._finish()
-        finally:
+            calls = self.tools.calls_in_answer(answer)
+            if calls:
+                answer = ""
             self._record_blocks()
-            self.store.release_all()
+        finally:
+            for block in self.block_ids:
+                if block in self.store.blocks:
+                    self.store.release(block)
         self.usage.wall_time_s = time.perf_counter() - self.started
-        yield FinishedEvent(self._result(answer, reason))
+        yield FinishedEvent(self._result(answer, reason, calls))
+
+    def _suspend(self) -> Iterator[Event]:
+        """Return the workers' calls to the caller and wait, pages kept, for their results (see resume())."""
+        self._record_blocks()
+        self.usage.wall_time_s = time.perf_counter() - self.started
+        self.suspended = True
+        yield FinishedEvent(self._result("", "tool_calls", [call for _, call in self._returned]))
+        self.suspended = False
+        outcomes = self._resume_outcomes or {}
+        # Only what the caller sends back is encoded from here on; everything else is reused in place.
+        reused = sum(self.store.blocks[b].length for b in self.block_ids if b in self.store.blocks)
+        self.usage = Usage(reused_prompt_tokens=reused)
+        self.started = time.perf_counter()
+        assert self.tools.fmt is not None
+        for worker in self.workers:
+            mine = [call for owner, call in self._returned if owner is worker]
+            if not mine:
+                continue
+            text = "".join(
+                self.tools.fmt.inline_result_text(ToolOutcome(c, outcomes.get(c.id, "Error: no result given")))
+                for c in mine
+            )
+            worker.pending = list(worker.call_token)
+            worker.call_token = []
+            yield from self._feed_text(worker, text)
+        self._returned.clear()
+
+    @property
+    def returned_call_ids(self) -> list[str]:
+        """Ids of the calls a suspended run handed to the caller."""
+        return [call.id for _, call in self._returned]
+
+    def resume(self, outcomes: dict[str, str]) -> None:
+        """Give a suspended run the caller's tool results (call id → content) before iterating it again."""
+        self._resume_outcomes = outcomes
 
     def _prefill(self) -> Iterator[Event]:
         """Encode the prompt and the shared header blocks in one forward, then set up the workers."""
@@ -165,7 +240,7 @@ class Run:
             for worker, token in zip(self.workers, picks, strict=True):
                 yield from self._postprocess(worker, token)
 
-    def _feed_text(self, worker: _Worker, text: str, token_ids: list[int] | None = None) -> Iterator[Event]:
+    def _feed_text(self, worker: _Worker, text: str, token_ids: list[int] | None = None) -> Iterator[Event]:  # noqa: D417
         """Queue engine-written text (a header, a tool result) for ``worker`` to feed next forward."""
         ids = self._encode(text) if token_ids is None else token_ids
         worker.pending.extend(ids)
@@ -191,12 +266,32 @@ class Run:
             return "cache_full"
         return None
 
+    def _collect_results(self) -> Iterator[Event]:
+        """Write finished tool results into their callers' steps (the callers resume from them)."""
+        for worker in self._active():
+            if not self.tools.calling(worker.name):
+                continue
+            outcomes = self.tools.ready(worker.name)
+            if outcomes is None:
+                continue
+            for o in outcomes:
+                yield ToolCallFinishedEvent(
+                    worker.name, o.call.id, o.call.name, o.content, o.is_error, o.duration_s, self.forward_index
+                )
+            worker.feed_only = False
+            yield from self._feed_text(worker, self.tools.result_text(outcomes))
+
     def _generate(self) -> Iterator[Event]:
-        """The worker loop. Returns why it ended."""
+        """The worker loop: plan, forward, postprocess. Returns why it ended."""
         while True:
+            yield from self._collect_results()
             active = [w for w in self._active() if w.pending]
             if not active:
-                return "all_stopped"
+                waiting = self.tools.pending_futures()
+                if not waiting:
+                    return "all_stopped"
+                wait(waiting, return_when=FIRST_COMPLETED)
+                continue
             groups = [WriteGroup(w.name, w.block, w.pending, self._view(w.index, w.block)) for w in active]
             reason = self._budget_reason(groups)
             if reason is not None:
@@ -208,20 +303,27 @@ class Run:
             self.usage.worker_forwards += 1
             for w in active:
                 w.pending = []
+            constraints = [None if w.feed_only else self.tools.constraint(w.name) for w in active]
             picks = self.sampler.sample(
-                logits, [w.name for w in active], suppress=[self._suppress] * len(active)
+                logits, [w.name for w in active], constraints=constraints, suppress=[self._suppress] * len(active)
             )
-            for group, worker, token in zip(self.trace.forwards[-1].groups, active, picks, strict=True):
-                group.sampled = token
             ended: StopReason | None = None
-            for worker, token in zip(active, picks, strict=True):
+            for group, worker, token, constraint in zip(
+                self.trace.forwards[-1].groups, active, picks, constraints, strict=True
+            ):
+                if worker.feed_only:  # it only wrote the token that closed its call; it now waits
+                    worker.feed_only = False
+                    continue
+                group.sampled = token
+                if constraint is not None and token not in self.eos:
+                    constraint.accept(token)
                 outcome = yield from self._postprocess(worker, token)
                 ended = ended or outcome
             if ended:
                 return ended
 
     def _postprocess(self, worker: _Worker, token: int) -> Iterator[Event]:
-        """Take one sampled token of ``worker``: text, stop rules, step end and commit."""
+        """Take one sampled token of ``worker``: text, tool calls, stop rules, step end and commit."""
         if token in self.eos:
             yield from self._stop(worker, "eos")
             return None
@@ -232,15 +334,33 @@ class Run:
         delta = worker.step_text.add([token])
         worker.parts.append(delta)
         yield TokenEvent(worker.name, delta, (token,), self.forward_index - 1)
+        calls = self.tools.detect(worker.name, delta)
+        if calls:
+            return (yield from self._start_calls(worker, token, calls))
         if not self.cfg.use_finisher and self._hit_stop_string(worker):
             yield from self._stop(worker, "stop_string")
             return None
-        if ends_step(worker.step_text.text, delta):
+        if ends_step(worker.step_text.text, delta) and not self.tools.in_call(worker.name):
             final = yield from self._commit(worker, token)
             if final and self.cfg.stop_on_final_answer and self.cfg.collaboration:
                 return "final_answer"
             return None
         worker.pending = [token]
+        return None
+
+    def _start_calls(self, worker: _Worker, token: int, calls: list[ToolCall]) -> Iterator[Event]:
+        """A worker closed tool call(s): hand them to the caller (return mode) or run them (execute mode)."""
+        for call in calls:
+            yield ToolCallStartedEvent(worker.name, call.id, call.name, call.arguments, self.forward_index - 1)
+        if self.cfg.tool_mode == "return":
+            worker.call_token = [token]
+            self._returned.extend((worker, call) for call in calls)
+            return "tool_calls"
+        for call in calls:
+            self.tools.submit(worker.name, call)
+        # The closing token is written next forward (its sample dropped); then the worker waits.
+        worker.pending = [token]
+        worker.feed_only = True
         return None
 
     def _hit_stop_string(self, worker: _Worker) -> bool:
@@ -294,15 +414,20 @@ class Run:
         pending = list(self._finisher_ids)
         self.usage.fed_tokens += len(pending)
         answer = IncrementalText(self.tok)
-        for _ in range(self.cfg.max_answer_tokens):
+        constraint = self.tools.finisher_constraint()
+        # A forced call or JSON answer cut short is worthless: give constrained output room to close.
+        limit = self.cfg.max_answer_tokens if constraint is None else max(self.cfg.max_answer_tokens, 256)
+        for _ in range(limit):
             try:
                 logits = self._forward([WriteGroup("finisher", block, pending, view)])
             except PagePoolExhausted:
                 break
-            token = self.sampler.sample(logits, ["finisher"], greedy=[True])[0]
+            token = self.sampler.sample(logits, ["finisher"], constraints=[constraint], greedy=[True])[0]
             self.trace.forwards[-1].groups[0].sampled = token
             if token in self.eos:
                 break
+            if constraint is not None:
+                constraint.accept(token)
             self.usage.answer_tokens += 1
             delta = answer.add([token])
             if delta:
@@ -310,6 +435,8 @@ class Run:
             if any(stop in answer.text for stop in self.cfg.stop):
                 break
             pending = [token]
+            if constraint is not None and constraint.is_terminated:
+                break
         text = answer.text
         for stop in self.cfg.stop:
             text = text.split(stop, 1)[0]
@@ -322,11 +449,19 @@ class Run:
                 block.id, block.author, block.kind, list(block.token_ids), list(block.written_at)
             )
 
-    def _result(self, answer: str, reason: Any) -> RunResult:
+    def _result(self, answer: str, reason: Any, calls: list[ToolCall] | None = None) -> RunResult:
         workers = [
             WorkerResult(
                 name=w.name, text="".join(w.parts), steps=w.steps, generated_tokens=w.generated, stop_reason=w.stopped
             )
             for w in self.workers
         ]
-        return RunResult(answer=answer, workers=workers, stop_reason=reason, usage=self.usage, trace=self.trace)
+        return RunResult(
+            answer=answer,
+            workers=workers,
+            stop_reason=reason,
+            usage=self.usage.model_copy(),
+            tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls or []],
+            tool_events=list(self.tools.log),
+            trace=self.trace,
+        )

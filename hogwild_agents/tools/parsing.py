@@ -65,6 +65,11 @@ class ToolCallDetector:
         self._keep = max(len(t) for t in self._triggers) - 1
         self.reset()
 
+    @property
+    def in_candidate(self) -> bool:
+        """Whether a possible call has started and not closed yet."""
+        return self._mode != _SCAN
+
     def reset(self) -> None:
         """Forget all text fed so far."""
         self._buf = ""  # text from the start of the open candidate (or a short tail in _SCAN)

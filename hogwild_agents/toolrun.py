@@ -1,0 +1,182 @@
+"""Tool use inside one run: detecting calls per worker, constraining decoding, running tools concurrently."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import HogwildConfig
+from .errors import InvalidRequestError
+from .tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
+from .tools.grammar import TokenConstraint
+
+if TYPE_CHECKING:
+    from .engine import HogwildEngine
+
+__all__ = ["ToolSession", "normalize_tools"]
+
+
+def normalize_tools(tools: list[Any] | None, mode: str) -> list[Tool]:
+    """Accept :class:`Tool` objects or OpenAI function schemas; execute mode needs callables."""
+    out: list[Tool] = []
+    for i, tool in enumerate(tools or []):
+        if isinstance(tool, Tool):
+            out.append(tool)
+        elif isinstance(tool, dict) and isinstance(tool.get("function", tool), dict):
+            spec = tool.get("function", tool)
+            if "name" not in spec:
+                raise InvalidRequestError(f"tool {i} has no 'name': {json.dumps(tool)[:120]}")
+            out.append(
+                Tool(
+                    name=spec["name"],
+                    description=spec.get("description", ""),
+                    parameters=spec.get("parameters") or {"type": "object", "properties": {}},
+                )
+            )
+        else:
+            raise InvalidRequestError(
+                f"tool {i} must be a hogwild_agents.Tool or an OpenAI function schema dict, got {type(tool).__name__}"
+            )
+    names = [t.name for t in out]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError(f"tool names must be unique, got {names}")
+    if mode == "execute":
+        missing = [t.name for t in out if t.func is None]
+        if missing:
+            raise InvalidRequestError(
+                f"tool_mode='execute' needs callables, but {missing} have none; pass Tool objects with func=, "
+                "or use tool_mode='return' to get the calls back"
+            )
+    return out
+
+
+@dataclass(slots=True)
+class _WorkerTools:
+    detector: ToolCallDetector
+    constraint: TokenConstraint | None
+    calling: list[tuple[ToolCall, Future[ToolOutcome]]] = field(default_factory=list)
+
+
+class ToolSession:
+    """Per-run tool state: one detector and one grammar matcher per worker, the executor, the call budget."""
+
+    def __init__(self, engine: HogwildEngine, tools: list[Tool], cfg: HogwildConfig) -> None:
+        self.engine = engine
+        self.tools = tools
+        self.by_name = {t.name: t for t in tools}
+        self.cfg = cfg
+        self.fmt = engine.tool_format if tools else None
+        choice = cfg.tool_choice
+        if tools and choice not in ("auto", "none", "required", "any") and choice not in self.by_name:
+            raise InvalidRequestError(
+                f"tool_choice {choice!r} is not 'auto', 'none', 'required', 'any' or one of the tools "
+                f"{sorted(self.by_name)}"
+            )
+        active = bool(tools) and choice != "none"
+        self._worker_grammar = engine.grammar_factory.tool_calls(tools, "auto", self.fmt) if active else None
+        self._workers: dict[str, _WorkerTools] = {}
+        self.calls_made = 0
+        self.log: list[dict[str, Any]] = []
+        self.returned: list[ToolCall] = []
+        self._count, self._truncate = tokenizer_counters(engine.tokenizer)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether workers may call tools in this run."""
+        return self._worker_grammar is not None
+
+    def _state(self, worker: str) -> _WorkerTools:
+        if worker not in self._workers:
+            grammar = self._worker_grammar
+            constraint = self.engine.grammar_factory.constraint(grammar) if grammar is not None else None
+            self._workers[worker] = _WorkerTools(ToolCallDetector(self.fmt, self.tools), constraint)
+        return self._workers[worker]
+
+    def constraint(self, worker: str) -> TokenConstraint | None:
+        """The worker's grammar matcher (free text until a call starts; then a schema-valid call)."""
+        return self._state(worker).constraint if self.enabled else None
+
+    def detect(self, worker: str, text: str) -> list[ToolCall]:
+        """Feed a worker's new text; return the calls it completed."""
+        return self._state(worker).detector.feed(text) if self.enabled else []
+
+    def in_call(self, worker: str) -> bool:
+        """Whether the worker is in the middle of writing a call (no step may end there)."""
+        return self.enabled and self._state(worker).detector.in_candidate
+
+    def submit(self, worker: str, call: ToolCall) -> None:
+        """Start running ``call`` for ``worker`` (or answer at once with an error past the call budget)."""
+        state = self._state(worker)
+        future: Future[ToolOutcome]
+        if self.calls_made >= self.cfg.max_tool_calls:
+            future = Future()
+            future.set_result(
+                ToolOutcome(call, f"Error: the limit of {self.cfg.max_tool_calls} tool calls per run is reached",
+                            is_error=True)
+            )
+        else:
+            future = self.engine.tool_executor.submit(
+                call,
+                self.by_name.get(call.name),
+                timeout_s=self.cfg.tool_timeout_s,
+                max_result_tokens=self.cfg.max_tool_result_tokens,
+                count_tokens=self._count,
+                truncate=self._truncate,
+            )
+        self.calls_made += 1
+        state.calling.append((call, future))
+
+    def calling(self, worker: str) -> bool:
+        """Whether the worker has calls whose results it has not read yet."""
+        return bool(self.enabled and self._state(worker).calling)
+
+    def ready(self, worker: str) -> list[ToolOutcome] | None:
+        """All outcomes of the worker's calls if every one is done (and forget them), else None."""
+        state = self._state(worker)
+        if not all(future.done() for _, future in state.calling):
+            return None
+        outcomes = [future.result() for _, future in state.calling]
+        state.calling.clear()
+        for outcome in outcomes:
+            self.log.append(
+                {
+                    "worker": worker,
+                    "id": outcome.call.id,
+                    "name": outcome.call.name,
+                    "arguments": outcome.call.arguments,
+                    "content": outcome.content,
+                    "is_error": outcome.is_error,
+                    "truncated": outcome.truncated,
+                    "duration_s": round(outcome.duration_s, 4),
+                }
+            )
+        return outcomes
+
+    def pending_futures(self) -> list[Future[ToolOutcome]]:
+        """Every unfinished call of every worker."""
+        return [f for s in self._workers.values() for _, f in s.calling if not f.done()]
+
+    def result_text(self, outcomes: list[ToolOutcome]) -> str:
+        """The text written into the caller's step after its call(s)."""
+        assert self.fmt is not None
+        return "".join(self.fmt.inline_result_text(o) for o in outcomes)
+
+    def finisher_constraint(self) -> TokenConstraint | None:
+        """The finisher's grammar: a JSON schema answer, a forced call, or free text with valid calls."""
+        factory = self.engine.grammar_factory
+        if self.cfg.response_format is not None:
+            return factory.constraint(factory.json_schema(self.cfg.response_format))
+        if not self.tools or self.cfg.tool_choice == "none" or self.cfg.tool_mode == "execute":
+            return None
+        return factory.constraint(factory.tool_calls(self.tools, self.cfg.tool_choice, self.fmt))
+
+    def calls_in_answer(self, text: str) -> list[ToolCall]:
+        """Calls the finisher wrote (return mode), parsed leniently; malformed ones are dropped."""
+        if not self.tools or self.cfg.tool_mode != "return" or self.cfg.tool_choice == "none":
+            return []
+        try:
+            return [c for c in parse_tool_calls(text, self.tools, self.fmt) if c.error is None]
+        except ValueError:
+            return []
