@@ -28,7 +28,6 @@ __all__ = ["AttentionWorkspace", "LaunchConfig", "shifted_attention_triton"]
 
 _LOG2E = 1.4426950408889634
 _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
-_DECODE_LIVE_MODE = 1
 _NO_SHIFT = tl.constexpr(-(2**31) + 1)  # sentinel "no rotation computed yet" (never a real shift)
 
 
@@ -39,62 +38,237 @@ class LaunchConfig:
     Attributes:
         block_n: keys per tile; ``None`` means ``min(page_size, 64)`` (at least 16). Must divide the
             page size when smaller than it.
-        num_warps: warps per program of the split kernel.
+        num_warps: warps per program of the split kernel; ``None``: 8 for 64-row tiles, else 4.
         num_stages: software-pipelining depth of the K/V loads.
         waves: target number of programs per SM when choosing the split count.
         min_tiles_per_split: fewest KV tiles a split gets (bounds partial-result traffic).
         num_splits: force a split count (tests); ``None`` chooses from the SM count.
-        live_mode: tiles no row of the program sees: 0 loads them anyway (masked in softmax), 1 predicates
-            their loads off, 2 branches around them. ``None``: 2 when a group has several queries (chunks,
-            prefill: skips causally masked tiles), else the decode default.
+        live_mode: tiles no row of the program sees: 1 predicates their loads off, 2 branches around the
+            tile. ``None``: 2 when a group has several queries (chunks, prefill: skips causally masked
+            tiles), else 1.
         rotate_every_tile: recompute the query rotation for every tile instead of only when a row's shift
             changes (saves a cross-warp reduction per tile, costs M x D sin/cos per tile).
+        tiles_per_iter: 1 or 2 tiles per loop iteration (2: the second tile's loads are issued before the
+            first is computed; decode only).
 
     """
 
     block_n: int | None = None
-    num_warps: int = 4
+    num_warps: int | None = None
     num_stages: int = 3
     waves: float = 2.0
     min_tiles_per_split: int = 2
     num_splits: int | None = None
     live_mode: int | None = None
     rotate_every_tile: bool = False
+    tiles_per_iter: int = 1
 
 
 @triton.jit
-def _rotated_query(
-    Q,
-    q_row_off,
+def _sincos(x):
+    """``(sin x, cos x)`` of fp32 ``x`` (|x| up to ~1e5) to ~1e-7, with FMAs only.
+
+    Cody-Waite reduction by π/2 in three FMA steps (π/2 = C1 + C2 + C3), then short Taylor polynomials on
+    [-π/4, π/4] (truncation < 2e-9) and a quadrant swap. No libdevice call: its large-argument path keeps
+    a local-memory array and spilled registers in the hot loop (measured: 255 regs, 164 spills).
+    """
+    k = tl.floor(x * 0.6366197723675814 + 0.5)
+    r = tl.fma(-k, 1.5707963705062866, x)
+    r = tl.fma(-k, -4.371139000186243e-08, r)
+    r = tl.fma(-k, -1.7151245100059022e-15, r)
+    r2 = r * r
+    sin_r = r + r * r2 * (
+        -0.16666666666666666
+        + r2 * (0.008333333333333333 + r2 * (-1.984126984126984e-4 + r2 * 2.755731922398589e-6))
+    )
+    cos_r = 1.0 + r2 * (
+        -0.5
+        + r2
+        * (
+            0.041666666666666664
+            + r2 * (-1.388888888888889e-3 + r2 * (2.48015873015873e-5 - r2 * 2.755731922398589e-7))
+        )
+    )
+    quadrant = k.to(tl.int32) & 3
+    sin = tl.where(
+        quadrant == 0, sin_r, tl.where(quadrant == 1, cos_r, tl.where(quadrant == 2, -sin_r, -cos_r))
+    )
+    cos = tl.where(
+        quadrant == 0, cos_r, tl.where(quadrant == 1, -sin_r, tl.where(quadrant == 2, -cos_r, sin_r))
+    )
+    return sin, cos
+
+
+@triton.jit
+def _rotate_halves(q1, q2, shift, freq, qk_scale, DTYPE: tl.constexpr):
+    """Rotate-half RoPE of ``[BLOCK_M, HP]`` halves by one shift per row; scaled by ``qk_scale``, in DTYPE.
+
+    The angle is computed in fp32 exactly as the reference does (``shift * inv_freq``).
+    """
+    sin, cos = _sincos(shift.to(tl.float32)[:, None] * freq[None, :])
+    x1 = q1.to(tl.float32)
+    x2 = q2.to(tl.float32)
+    r1 = (x1 * cos - x2 * sin) * qk_scale
+    r2 = (x2 * cos + x1 * sin) * qk_scale
+    return r1.to(DTYPE), r2.to(DTYPE)
+
+
+@triton.jit
+def _mma(a, b, acc, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """``acc + a @ b`` with fp32 accumulation (``UPCAST``: operands to fp32 first, exact; interpreter)."""
+    if UPCAST:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc=acc, input_precision="ieee")
+    else:
+        return tl.dot(a, b, acc=acc, input_precision=PRECISION)
+
+
+@triton.jit
+def _tile_view(
+    tile,
+    tile_hi,
+    PageIds,
+    PageLen,
+    EntryPos,
+    EntryShift,
+    meta_row,
     row_ok,
-    cols,
-    partner,
-    rot_sign,
-    freq,
-    shift,
-    qk_scale,
-    HEAD_DIM: tl.constexpr,
-    DTYPE: tl.constexpr,
+    qpos,
+    PAGE_SIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    TILES_PER_PAGE: tl.constexpr,
 ):
-    """Return ``[BLOCK_M, D_PAD]`` queries rotated by ``shift`` (one per row) times ``qk_scale``, in DTYPE."""
-    col_ok = cols < HEAD_DIM
-    q = tl.load(Q + q_row_off[:, None] + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
-    q_partner = tl.load(
-        Q + q_row_off[:, None] + partner[None, :],
-        mask=row_ok[:, None] & (rot_sign != 0)[None, :],
+    """One KV tile as the program's rows see it.
+
+    Visibility (metadata.py): ``epos >= 0``, ``slot < page_len``, ``epos + slot <= qpos``. A tile past
+    ``tile_hi`` (the unrolled tail) or that no row sees gets ``key_end = 0``: its loads are predicated off,
+    so pages nobody sees are never read (they may hold garbage, even NaN, that 0 * NaN in P @ V would leak).
+
+    Returns:
+        ``(page, slot0, key_end, row_sees [M], limit [M], shift [M], live)``.
+
+    """
+    t = tl.minimum(tile, tile_hi - 1)
+    entry = t // TILES_PER_PAGE
+    slot0 = (t % TILES_PER_PAGE) * BLOCK_N
+    page = tl.load(PageIds + entry).to(tl.int64)
+    plen = tl.load(PageLen + entry)
+    epos = tl.load(EntryPos + meta_row + entry, mask=row_ok, other=-1)
+    shift = tl.load(EntryShift + meta_row + entry, mask=row_ok, other=0)
+    epos = tl.where(tile < tile_hi, epos, -1)
+    row_sees = epos >= 0
+    limit = qpos - epos - slot0  # last visible tile-local key index of each row
+    live = tl.max((row_sees & (limit >= 0)).to(tl.int32), axis=0) > 0
+    key_end = tl.where(live, tl.minimum(plen, PAGE_SIZE), 0)
+    return page, slot0, key_end, row_sees, limit, shift, live
+
+
+@triton.jit
+def _load_kv(
+    K,
+    V,
+    page,
+    slot0,
+    key_end,
+    kv_head,
+    stride_kp,
+    stride_ks,
+    stride_kh,
+    stride_vp,
+    stride_vs,
+    stride_vh,
+    c_h,
+    h_ok,
+    c_r,
+    r_ok,
+    cols,
+    col_ok,
+    n_off,
+    ROT_HALF: tl.constexpr,
+    REST_PAD: tl.constexpr,
+):
+    """Load one tile: keys as rotary halves ``[BLOCK_N, HP]`` (+ rest), values ``[BLOCK_N, D_PAD]``."""
+    keys_ok = (slot0 + n_off) < key_end
+    slots = (slot0 + n_off).to(tl.int64)
+    k_row = K + page * stride_kp + kv_head * stride_kh + slots * stride_ks
+    k_mask = keys_ok[:, None] & h_ok[None, :]
+    k1 = tl.load(k_row[:, None] + c_h[None, :], mask=k_mask, other=0.0)
+    k2 = tl.load(k_row[:, None] + ROT_HALF + c_h[None, :], mask=k_mask, other=0.0)
+    if REST_PAD > 0:
+        k_rest = tl.load(
+            k_row[:, None] + 2 * ROT_HALF + c_r[None, :], mask=keys_ok[:, None] & r_ok[None, :], other=0.0
+        )
+    else:
+        k_rest = k1  # unused
+    v = tl.load(
+        V + page * stride_vp + kv_head * stride_vh + slots[:, None] * stride_vs + cols[None, :],
+        mask=keys_ok[:, None] & col_ok[None, :],
         other=0.0,
     )
-    # The angle in fp32 exactly as the reference computes it (shift * inv_freq), then reduced to [-π, π]
-    # (Cody-Waite, 2π = 6.28125 + 0.00193...: k * 6.28125 is exact for |k| < 2**16), so the result is
-    # accurate to ~1e-7 rad whether tl.cos/tl.sin lower to libdevice or to the .approx instructions.
-    angle = shift.to(tl.float32)[:, None] * freq[None, :]
-    k = tl.floor(angle * 0.15915494309189535 + 0.5)  # round(angle / 2π)
-    reduced = tl.fma(-k, 6.28125, angle)
-    reduced = tl.fma(-k, 0.0019353071795864769, reduced)
-    cos = tl.cos(reduced)
-    sin = tl.sin(reduced) * rot_sign[None, :]
-    rotated = q.to(tl.float32) * cos + q_partner.to(tl.float32) * sin
-    return (rotated * qk_scale).to(DTYPE)
+    return k1, k2, k_rest, v, keys_ok
+
+
+@triton.jit
+def _query_for_tile(
+    q1,
+    q2,
+    q1r,
+    q2r,
+    cur_shift,
+    row_sees,
+    shift,
+    freq,
+    qk_scale,
+    DTYPE: tl.constexpr,
+    EVERY_TILE: tl.constexpr,
+):
+    """Return the rotated query halves for a tile (every tile, or only when a seeing row's shift changes)."""
+    if EVERY_TILE:
+        q1r, q2r = _rotate_halves(q1, q2, tl.where(row_sees, shift, 0), freq, qk_scale, DTYPE)
+    else:
+        want = tl.where(row_sees, shift, cur_shift)
+        if tl.max((want != cur_shift).to(tl.int32), axis=0) > 0:  # block boundary (rare)
+            cur_shift = want
+            q1r, q2r = _rotate_halves(q1, q2, tl.where(want == _NO_SHIFT, 0, want), freq, qk_scale, DTYPE)
+    return q1r, q2r, cur_shift
+
+
+@triton.jit
+def _attend_tile(
+    q1r,
+    q2r,
+    q_rest,
+    k1,
+    k2,
+    k_rest,
+    v,
+    keys_ok,
+    row_sees,
+    limit,
+    n_off,
+    m_i,
+    l_i,
+    acc,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    REST_PAD: tl.constexpr,
+    DTYPE: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """Online-softmax update of ``(m_i, l_i, acc)`` with one tile (scores in log2 units, fp32)."""
+    s = _mma(q1r, tl.trans(k1), tl.zeros([BLOCK_M, BLOCK_N], tl.float32), DOT_UPCAST, DOT_PRECISION)
+    s = _mma(q2r, tl.trans(k2), s, DOT_UPCAST, DOT_PRECISION)
+    if REST_PAD > 0:
+        s = _mma(q_rest, tl.trans(k_rest), s, DOT_UPCAST, DOT_PRECISION)
+    visible = row_sees[:, None] & keys_ok[None, :] & (n_off[None, :] <= limit[:, None])
+    s = tl.where(visible, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # fully masked so far: avoid -inf - -inf
+    p = tl.exp2(s - m_safe[:, None])
+    alpha = tl.exp2(m_i - m_safe)
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = _mma(p.to(DTYPE), v, acc * alpha[:, None], DOT_UPCAST, DOT_PRECISION)
+    return m_new, l_i, acc
 
 
 @triton.jit
@@ -115,7 +289,6 @@ def _shifted_attention_split_kernel(
     num_entries,  # E
     num_tiles,  # E * TILES_PER_PAGE
     tiles_per_split,
-    half_rot,  # R / 2
     stride_qt,
     stride_qh,
     stride_kp,
@@ -130,12 +303,16 @@ def _shifted_attention_split_kernel(
     GQA: tl.constexpr,
     HEAD_DIM: tl.constexpr,
     D_PAD: tl.constexpr,
+    ROT_HALF: tl.constexpr,  # R / 2: columns [0, R/2) pair with [R/2, R); the rest pass through
+    HP: tl.constexpr,  # ROT_HALF padded to a power of two >= 16
+    REST_PAD: tl.constexpr,  # HEAD_DIM - R padded (0: full rotary)
     PAGE_SIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     TILES_PER_PAGE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     LIVE_MODE: tl.constexpr,
     ROTATE_EVERY_TILE: tl.constexpr,
+    TILES_PER_ITER: tl.constexpr,
     WRITE_FINAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     DOT_UPCAST: tl.constexpr,
@@ -146,6 +323,7 @@ def _shifted_attention_split_kernel(
     num_kv_heads = tl.num_programs(0)
     dtype = Q.dtype.element_ty
 
+    # rows = (query token, head of this KV head's GQA group), all groups' queries packed together
     rows = m_tile * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < num_rows
     tok = rows // GQA
@@ -153,15 +331,29 @@ def _shifted_attention_split_kernel(
     group = tl.load(QueryGroup + tok, mask=row_ok, other=0)
     qpos = tl.load(QueryPos + tok, mask=row_ok, other=0)
     meta_row = group.to(tl.int64) * num_entries
-    q_row_off = tok.to(tl.int64) * stride_qt + q_head * stride_qh
+    q_row = Q + tok.to(tl.int64) * stride_qt + q_head * stride_qh
 
-    # rotate-half bookkeeping per column: x1 = cols [0, R/2) pairs with x2 = cols [R/2, R); the rest passes.
+    # the query stays in registers as its two rotary halves (+ the unrotated rest), in the input dtype
+    c_h = tl.arange(0, HP)
+    h_ok = c_h < ROT_HALF
+    freq = tl.load(InvFreq + c_h, mask=h_ok, other=0.0)
+    q_mask = row_ok[:, None] & h_ok[None, :]
+    q1 = tl.load(q_row[:, None] + c_h[None, :], mask=q_mask, other=0.0)
+    q2 = tl.load(q_row[:, None] + ROT_HALF + c_h[None, :], mask=q_mask, other=0.0)
+    q1r = tl.zeros([BLOCK_M, HP], dtype)
+    q2r = tl.zeros([BLOCK_M, HP], dtype)
+    if REST_PAD > 0:
+        c_r = tl.arange(0, REST_PAD)
+        r_ok = c_r < HEAD_DIM - 2 * ROT_HALF
+        q_rest = tl.load(
+            q_row[:, None] + 2 * ROT_HALF + c_r[None, :], mask=row_ok[:, None] & r_ok[None, :], other=0.0
+        )
+        q_rest = (q_rest.to(tl.float32) * qk_scale).to(dtype)
+    else:  # placeholders, unused
+        c_r = c_h
+        r_ok = h_ok
+        q_rest = q1
     cols = tl.arange(0, D_PAD)
-    is_x1 = cols < half_rot
-    is_x2 = (cols >= half_rot) & (cols < 2 * half_rot)
-    partner = tl.where(is_x1, cols + half_rot, cols - half_rot)
-    rot_sign = tl.where(is_x1, -1.0, tl.where(is_x2, 1.0, 0.0))
-    freq = tl.load(InvFreq + tl.where(is_x1, cols, cols - half_rot), mask=is_x1 | is_x2, other=0.0)
     col_ok = cols < HEAD_DIM
     n_off = tl.arange(0, BLOCK_N)
 
@@ -169,74 +361,48 @@ def _shifted_attention_split_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, D_PAD], tl.float32)
     cur_shift = tl.full([BLOCK_M], _NO_SHIFT, tl.int32)
-    q_rot = tl.zeros([BLOCK_M, D_PAD], dtype)
 
     tile_lo = split * tiles_per_split
     tile_hi = tl.minimum(tile_lo + tiles_per_split, num_tiles)
-    for tile in range(tile_lo, tile_hi):
-        entry = tile // TILES_PER_PAGE
-        slot0 = (tile % TILES_PER_PAGE) * BLOCK_N
-        epos = tl.load(EntryPos + meta_row + entry, mask=row_ok, other=-1)
-        eshift = tl.load(EntryShift + meta_row + entry, mask=row_ok, other=0)
-        page = tl.load(PageIds + entry).to(tl.int64)
-        plen = tl.load(PageLen + entry)
-        # Visibility (metadata.py): epos >= 0, slot < page_len, epos + slot <= qpos.
-        row_sees = (epos >= 0) & row_ok
-        limit = qpos - epos - slot0  # last visible tile-local key index of the row
-        key_end = tl.minimum(plen, PAGE_SIZE)
-        if LIVE_MODE == 0:
-            run = True  # loads depend on scalar metadata only (easiest to pipeline)
+    for t0 in range(tile_lo, tile_hi, TILES_PER_ITER):
+        page, slot0, key_end, sees, limit, shift, live = _tile_view(
+            t0, tile_hi, PageIds, PageLen, EntryPos, EntryShift, meta_row, row_ok, qpos, PAGE_SIZE, BLOCK_N,
+            TILES_PER_PAGE,
+        )  # fmt: skip
+        if TILES_PER_ITER == 2:
+            page_b, slot0_b, key_end_b, sees_b, limit_b, shift_b, live_b = _tile_view(
+                t0 + 1, tile_hi, PageIds, PageLen, EntryPos, EntryShift, meta_row, row_ok, qpos, PAGE_SIZE,
+                BLOCK_N, TILES_PER_PAGE,
+            )  # fmt: skip
+        if LIVE_MODE == 2:
+            run = live  # branch around unseen tiles (causal chunks, prefill)
         else:
-            row_live = row_sees & (limit >= 0)
-            tile_live = tl.max(row_live.to(tl.int32), axis=0) > 0
-            if LIVE_MODE == 1:
-                run = True
-                key_end = tl.where(tile_live, key_end, 0)  # predicated off: no traffic for unseen tiles
-            else:
-                run = tile_live  # branch around the whole tile (causal chunks, prefill)
-        keys_ok = (slot0 + n_off) < key_end
+            run = True  # unseen tiles are predicated off (key_end = 0): no branch in the pipelined loop
         if run:
-            if ROTATE_EVERY_TILE:
-                q_rot = _rotated_query(
-                    Q, q_row_off, row_ok, cols, partner, rot_sign, freq, eshift, qk_scale, HEAD_DIM, dtype
+            k1, k2, k_rest, v, keys_ok = _load_kv(
+                K, V, page, slot0, key_end, kv_head, stride_kp, stride_ks, stride_kh, stride_vp, stride_vs,
+                stride_vh, c_h, h_ok, c_r, r_ok, cols, col_ok, n_off, ROT_HALF, REST_PAD,
+            )  # fmt: skip
+            if TILES_PER_ITER == 2:  # second tile's loads in flight while the first is computed
+                k1_b, k2_b, k_rest_b, v_b, keys_ok_b = _load_kv(
+                    K, V, page_b, slot0_b, key_end_b, kv_head, stride_kp, stride_ks, stride_kh, stride_vp,
+                    stride_vs, stride_vh, c_h, h_ok, c_r, r_ok, cols, col_ok, n_off, ROT_HALF, REST_PAD,
+                )  # fmt: skip
+            q1r, q2r, cur_shift = _query_for_tile(
+                q1, q2, q1r, q2r, cur_shift, sees, shift, freq, qk_scale, dtype, ROTATE_EVERY_TILE
+            )
+            m_i, l_i, acc = _attend_tile(
+                q1r, q2r, q_rest, k1, k2, k_rest, v, keys_ok, sees, limit, n_off, m_i, l_i, acc, BLOCK_M,
+                BLOCK_N, REST_PAD, dtype, DOT_UPCAST, DOT_PRECISION,
+            )  # fmt: skip
+            if TILES_PER_ITER == 2:
+                q1r, q2r, cur_shift = _query_for_tile(
+                    q1, q2, q1r, q2r, cur_shift, sees_b, shift_b, freq, qk_scale, dtype, ROTATE_EVERY_TILE
                 )
-            else:
-                # Re-rotate only when a row that sees this entry needs another shift (block boundaries).
-                want = tl.where(row_sees, eshift, cur_shift)
-                if tl.max((want != cur_shift).to(tl.int32), axis=0) > 0:
-                    cur_shift = want
-                    q_rot = _rotated_query(
-                        Q, q_row_off, row_ok, cols, partner, rot_sign, freq, want, qk_scale, HEAD_DIM, dtype
-                    )
-            kv_mask = keys_ok[:, None] & col_ok[None, :]
-            slots = (slot0 + n_off).to(tl.int64)
-            k = tl.load(
-                K + page * stride_kp + slots[:, None] * stride_ks + kv_head * stride_kh + cols[None, :],
-                mask=kv_mask,
-                other=0.0,
-            )
-            v = tl.load(
-                V + page * stride_vp + slots[:, None] * stride_vs + kv_head * stride_vh + cols[None, :],
-                mask=kv_mask,
-                other=0.0,
-            )
-            if DOT_UPCAST:  # exact: bf16 -> fp32, fp32 accumulation either way
-                s = tl.dot(q_rot.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee")
-            else:
-                s = tl.dot(q_rot, tl.trans(k), input_precision=DOT_PRECISION)  # [BLOCK_M, BLOCK_N], log2
-            visible = row_sees[:, None] & keys_ok[None, :] & (n_off[None, :] <= limit[:, None])
-            s = tl.where(visible, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # fully masked so far: avoid -inf - -inf
-            p = tl.exp2(s - m_safe[:, None])
-            alpha = tl.exp2(m_i - m_safe)
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            if DOT_UPCAST:
-                pv = tl.dot(p.to(dtype).to(tl.float32), v.to(tl.float32), input_precision="ieee")
-            else:
-                pv = tl.dot(p.to(dtype), v, input_precision=DOT_PRECISION)
-            acc = acc * alpha[:, None] + pv
-            m_i = m_new
+                m_i, l_i, acc = _attend_tile(
+                    q1r, q2r, q_rest, k1_b, k2_b, k_rest_b, v_b, keys_ok_b, sees_b, limit_b, n_off, m_i, l_i,
+                    acc, BLOCK_M, BLOCK_N, REST_PAD, dtype, DOT_UPCAST, DOT_PRECISION,
+                )  # fmt: skip
 
     seen = l_i > 0.0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]  # a row that saw nothing stays 0 with lse = -inf
@@ -406,7 +572,7 @@ def shifted_attention_triton(
     if cfg.live_mode is not None:
         live_mode = cfg.live_mode
     else:
-        live_mode = 2 if meta.max_queries_per_group > 1 else _DECODE_LIVE_MODE
+        live_mode = 2 if meta.max_queries_per_group > 1 else 1
     write_final = splits == 1
 
     if write_final:
@@ -417,6 +583,9 @@ def shifted_attention_triton(
         part_out, part_lse = _new_partials(splits, hkv, rows, head_dim, device)
 
     d_pad = triton.next_power_of_2(max(head_dim, 16))
+    rot_half = inv_freq.shape[0]
+    rest = head_dim - 2 * rot_half
+    num_warps = cfg.num_warps or (8 if block_m >= 64 else 4)
     _shifted_attention_split_kernel[(hkv, m_tiles, splits)](
         query,
         key_pages,
@@ -434,7 +603,6 @@ def shifted_attention_triton(
         num_entries,
         num_tiles,
         tiles_per_split,
-        inv_freq.shape[0],
         query.stride(0),
         query.stride(1),
         key_pages.stride(0),
@@ -449,18 +617,22 @@ def shifted_attention_triton(
         GQA=gqa,
         HEAD_DIM=head_dim,
         D_PAD=d_pad,
+        ROT_HALF=rot_half,
+        HP=max(16, triton.next_power_of_2(rot_half)),
+        REST_PAD=max(16, triton.next_power_of_2(rest)) if rest > 0 else 0,
         PAGE_SIZE=page_size,
         BLOCK_N=block_n,
         TILES_PER_PAGE=tiles_per_page,
         BLOCK_M=block_m,
         LIVE_MODE=live_mode,
         ROTATE_EVERY_TILE=cfg.rotate_every_tile,
+        TILES_PER_ITER=1 if live_mode == 2 else cfg.tiles_per_iter,
         WRITE_FINAL=write_final,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
         # The Triton 3.9 CPU interpreter returns garbage from tl.dot on bf16 operands (seen here, not on
         # fp16/fp32): there, operands are upcast to fp32, which is exact and keeps fp32 accumulation.
         DOT_UPCAST=_INTERPRETING and query.dtype == torch.bfloat16,
-        num_warps=cfg.num_warps,
+        num_warps=num_warps,
         num_stages=cfg.num_stages,
     )
     if not write_final:

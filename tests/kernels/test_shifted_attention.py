@@ -55,9 +55,11 @@ def test_decode_combined_layout(dtype, workers):
     _check(case, LaunchConfig(num_splits=3))
 
 
-def test_rotation_recomputed_every_tile_gives_the_same_result():
-    case = _combined(3, gqa=2, rotary_dim=16, seed=21)
-    _check(case, LaunchConfig(num_splits=2, rotate_every_tile=True))
+@pytest.mark.parametrize(("every_tile", "per_iter"), [(True, 1), (False, 2), (True, 2)])
+def test_loop_variants_give_the_same_result(every_tile, per_iter):
+    """Rotation every tile, two tiles per iteration (odd tile counts leave an out-of-range tail tile)."""
+    case = _combined(3, gqa=2, rotary_dim=16, seed=21, invisible_entries=1)
+    _check(case, LaunchConfig(num_splits=3, rotate_every_tile=every_tile, tiles_per_iter=per_iter))
 
 
 @pytest.mark.parametrize("gqa", [1, 4])
@@ -66,7 +68,7 @@ def test_gqa_ratios(gqa):
     _check(case, LaunchConfig(num_splits=2))
 
 
-@pytest.mark.parametrize("live_mode", [0, 1, 2])
+@pytest.mark.parametrize("live_mode", [1, 2])
 def test_ragged_chunks_with_causal_own_block(live_mode):
     """Several queries per group (1, 4, 0, 6): causal masking applies inside each own block only."""
     case = _combined(4, step=13, queries=[1, 4, 0, 6], seed=3, rotary_dim=16)
