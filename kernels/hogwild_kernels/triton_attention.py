@@ -53,14 +53,19 @@ class LaunchConfig:
 
     """
 
+    # Defaults from the greedy sweep in bench/kernel.py --tune on an H100 (bench/RESULTS.md, 2026-11-26,
+    # commit b32fe14): geometric mean of per-layer µs over Qwen2.5-7B 4k W=1 / 32k W=8, Qwen2.5-14B 16k W=4,
+    # Llama-3.1-8B 32k W=1: num_stages 3/4/5 -> 53.1/53.2/51.5; waves 2/4/8 -> 46.0/51.5/70.7;
+    # rotate_every_tile -> 43.1 (vs 46.0: no branch + reduction in the loop); tiles_per_iter=2 -> 93.3;
+    # min_tiles_per_split 2 -> 43.7. block_n=32 lost earlier (79.4 vs 57.8, H200, previous kernel).
     block_n: int | None = None
     num_warps: int | None = None
-    num_stages: int = 3
+    num_stages: int = 5
     waves: float = 2.0
-    min_tiles_per_split: int = 2
+    min_tiles_per_split: int = 1
     num_splits: int | None = None
     live_mode: int | None = None
-    rotate_every_tile: bool = False
+    rotate_every_tile: bool = True
     tiles_per_iter: int = 1
 
 
