@@ -1,0 +1,3 @@
+"""Version of the langchain-hogwild distribution."""
+
+__version__ = "0.1.0"

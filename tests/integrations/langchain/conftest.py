@@ -1,0 +1,37 @@
+"""Real-model test selection for the LangChain integration.
+
+Every real-model test here is marked ``real_model``. CI runs a subset of them (invoke, stream, async, tool
+calling, structured output, the agent loops); the rest of the standard integration suite is also marked
+``slow`` so that ``pytest -m "not slow"`` runs the subset and plain ``pytest`` runs everything.
+"""
+
+from typing import Any
+
+import pytest
+
+CI_SUBSET = frozenset(
+    {
+        "test_invoke",
+        "test_ainvoke",
+        "test_stream",
+        "test_astream",
+        "test_tool_calling",
+        "test_tool_calling_async",
+        "test_structured_output",
+        "test_agent_loop",
+        "test_create_agent_adds_with_tools",
+    }
+)
+
+# Small budgets: the 0.5B model on 2 CPU cores writes a few tokens per second. The finisher needs about 30
+# tokens for a tool call; constrained answers (forced calls, JSON) get at least 256 from the engine.
+REAL_MODEL_PARAMS: dict[str, Any] = {"workers": 2, "max_forwards": 2, "max_answer_tokens": 24}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the real-model LangChain tests outside the CI subset as ``slow``."""
+    here = str(config.rootpath / "tests" / "integrations" / "langchain")
+    for item in items:
+        if str(item.path).startswith(here) and item.get_closest_marker("real_model"):
+            if getattr(item, "originalname", item.name) not in CI_SUBSET:
+                item.add_marker(pytest.mark.slow)

@@ -1,0 +1,43 @@
+"""A standard LangChain agent (``create_agent``) solving a task with tools on the real model."""
+
+import pytest
+from conftest import REAL_MODEL_PARAMS
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langchain_hogwild import ChatHogwild
+
+pytestmark = pytest.mark.real_model
+
+create_agent = pytest.importorskip(
+    "langchain.agents", reason="needs `langchain` (the test extra)"
+).create_agent
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers and return the sum."""
+    return a + b
+
+
+@tool
+def subtract(a: int, b: int) -> int:
+    """Subtract b from a and return the difference."""
+    return a - b
+
+
+def test_create_agent_adds_with_tools():
+    agent = create_agent(
+        ChatHogwild(**REAL_MODEL_PARAMS),
+        tools=[add, subtract],
+        system_prompt="You are a calculator. Use the tools for arithmetic, then state the result.",
+    )
+    state = agent.invoke({"messages": [HumanMessage("What is 1234 + 4321?")]}, {"recursion_limit": 6})
+    messages = state["messages"]
+    calls = [c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
+    assert {"name": "add", "args": {"a": 1234, "b": 4321}} in [
+        {"name": c["name"], "args": c["args"]} for c in calls
+    ]
+    assert any(isinstance(m, ToolMessage) and m.content == "5555" for m in messages)
+    final = messages[-1]
+    assert isinstance(final, AIMessage) and not final.tool_calls
+    assert "5555" in final.content

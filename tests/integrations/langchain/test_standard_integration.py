@@ -1,0 +1,35 @@
+"""langchain-tests standard integration suite against the real Qwen2.5-Coder-0.5B-Instruct (CPU is enough).
+
+The whole class is ``real_model``; ``conftest.py`` marks the tests outside the CI subset ``slow``.
+"""
+
+from typing import Any
+
+import pytest
+from conftest import REAL_MODEL_PARAMS
+from langchain_hogwild import ChatHogwild
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+pytestmark = pytest.mark.real_model
+
+
+class TestChatHogwildIntegration(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self) -> type[ChatHogwild]:
+        return ChatHogwild
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return dict(REAL_MODEL_PARAMS)  # model=None: the packaged default, loaded once and shared
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True  # enforced by the engine's constrained decoding
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def supports_model_override(self) -> bool:
+        return False  # one engine holds one model's weights; a per-call `model` cannot switch them
