@@ -43,6 +43,9 @@ class HogwildConfig(BaseModel):
         "Quick check: am I doing redundant work? (yes/no): ",
         description="The self-check question opening a worker's next step.",
     )
+    ban_header_tokens: bool = Field(
+        True, description="With collaboration, forbid tokens containing '#' so workers cannot forge headers."
+    )
     system_prompt: str | None = Field(
         None, description="Replaces the built-in collaboration rules (use {names} and {count} placeholders)."
     )

@@ -102,6 +102,13 @@ class HogwildEngine:
         return GrammarFactory(self.tokenizer, vocab, max_whitespace=4)
 
     @functools.cached_property
+    def hash_token_ids(self) -> list[int]:
+        """Ids of the tokens whose text contains ``#`` (banned for workers, see ``ban_header_tokens``)."""
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        special = set(self.tokenizer.all_special_ids)
+        return [i for i, t in enumerate(vocab) if t and "#" in t and i not in special]
+
+    @functools.cached_property
     def tool_executor(self) -> ToolExecutor:
         """Runs tools concurrently with generation."""
         return ToolExecutor()

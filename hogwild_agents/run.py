@@ -78,6 +78,8 @@ class Run:
         self.context_window = min(config.context_window or 10**9, self.runner.geometry.context_window)
         self.eos = engine.eos_token_ids
         self._suppress = self._suppressed_tokens()
+        # The finisher may write '#' (code, markdown) only when not constrained by a grammar anyway.
+        self._finisher_suppress = self._suppress if config.response_format is None else None
         self._finisher_ids = self._encode(texts.finisher) if config.use_finisher else []
         self._prompt_ids = self._encode(texts.prompt)
         self._check_prompt_fits()
@@ -93,11 +95,19 @@ class Run:
         return list(self.tok.encode(text, add_special_tokens=False)) if text else []
 
     def _suppressed_tokens(self) -> torch.Tensor | None:
-        """Workers may not close a think block themselves: the finisher does."""
-        if not self.texts.opens_think:
-            return None
-        ids = self._encode("</think>")
-        return torch.tensor(ids, device=self.runner.device) if len(ids) == 1 else None
+        """Tokens workers may not write.
+
+        With collaboration, tokens holding ``#`` are banned (as in the paper), so workers cannot forge the
+        workspace's ``###`` section headers, which small models otherwise copy; and workers may not close
+        a think block themselves (the finisher does).
+        """
+        ids: list[int] = []
+        if self.cfg.collaboration and self.cfg.ban_header_tokens:
+            ids.extend(self.engine.hash_token_ids)
+        if self.texts.opens_think:
+            think = self._encode("</think>")
+            ids.extend(think if len(think) == 1 else [])
+        return torch.tensor(sorted(set(ids)), device=self.runner.device, dtype=torch.long) if ids else None
 
     def _finisher_reserve(self) -> int:
         return len(self._finisher_ids) + self.cfg.max_answer_tokens if self.cfg.use_finisher else 0
@@ -226,6 +236,7 @@ class Run:
         for i, name in enumerate(names):
             worker = _Worker(index=i, name=name, block=self._new_block(name, "step"))
             worker.step_text = IncrementalText(self.tok)
+            self.tools.register(name, first=i == 0)
             self.layout.current[i] = worker.block
             self.workers.append(worker)
             if self.cfg.collaboration:
@@ -422,7 +433,9 @@ class Run:
                 logits = self._forward([WriteGroup("finisher", block, pending, view)])
             except PagePoolExhausted:
                 break
-            token = self.sampler.sample(logits, ["finisher"], constraints=[constraint], greedy=[True])[0]
+            token = self.sampler.sample(
+                logits, ["finisher"], constraints=[constraint], suppress=[self._finisher_suppress], greedy=[True]
+            )[0]
             self.trace.forwards[-1].groups[0].sampled = token
             if token in self.eos:
                 break

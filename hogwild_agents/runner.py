@@ -58,7 +58,7 @@ class ModelRunner:
         """Pages that reserving ``groups`` would take."""
         return sum(self.store.pages_needed(self.store.blocks[g.block], len(g.token_ids)) for g in groups)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: samplers and grammars mask the returned logits in place
     def forward(self, groups: list[WriteGroup], forward: int, all_logits: bool = False) -> torch.Tensor:
         """Run one forward pass for ``groups`` (tokens not yet reserved).
 

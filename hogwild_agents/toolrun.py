@@ -57,6 +57,7 @@ class _WorkerTools:
     detector: ToolCallDetector
     constraint: TokenConstraint | None
     calling: list[tuple[ToolCall, Future[ToolOutcome]]] = field(default_factory=list)
+    forced: bool = False  # the constraint forces a call now; free text (with valid calls) follows it
 
 
 class ToolSession:
@@ -87,16 +88,32 @@ class ToolSession:
         """Whether workers may call tools in this run."""
         return self._worker_grammar is not None
 
-    def _state(self, worker: str) -> _WorkerTools:
+    def _state(self, worker: str, first: bool = False) -> _WorkerTools:
         if worker not in self._workers:
+            factory = self.engine.grammar_factory
             grammar = self._worker_grammar
-            constraint = self.engine.grammar_factory.constraint(grammar) if grammar is not None else None
-            self._workers[worker] = _WorkerTools(ToolCallDetector(self.fmt, self.tools), constraint)
+            # Execute mode with tool_choice required/any/<name>: the first worker opens with a forced call.
+            forced = first and self.cfg.tool_mode == "execute" and self.cfg.tool_choice not in ("auto", "none")
+            if forced:
+                grammar = factory.tool_calls(self.tools, self.cfg.tool_choice, self.fmt)
+            constraint = factory.constraint(grammar) if grammar is not None else None
+            self._workers[worker] = _WorkerTools(ToolCallDetector(self.fmt, self.tools), constraint, forced=forced)
         return self._workers[worker]
+
+    def register(self, worker: str, first: bool) -> None:
+        """Create the worker's tool state (``first``: the worker a required call is forced on)."""
+        if self.enabled:
+            self._state(worker, first)
 
     def constraint(self, worker: str) -> TokenConstraint | None:
         """The worker's grammar matcher (free text until a call starts; then a schema-valid call)."""
-        return self._state(worker).constraint if self.enabled else None
+        if not self.enabled:
+            return None
+        state = self._state(worker)
+        if state.forced and state.constraint is not None and state.constraint.is_completed:
+            state.forced = False
+            state.constraint = self.engine.grammar_factory.constraint(self._worker_grammar)
+        return state.constraint
 
     def detect(self, worker: str, text: str) -> list[ToolCall]:
         """Feed a worker's new text; return the calls it completed."""
