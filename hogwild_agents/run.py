@@ -87,8 +87,11 @@ class Run:
         self.block_ids: list[int] = []
         self.suspended = False
         self._resume_outcomes: dict[str, str] | None = None
-        self._returned: list[tuple[_Worker, ToolCall]] = []
+        self._returned: list[tuple[_Worker | None, ToolCall]] = []
         self._events: Iterator[Event] | None = None
+        self._finisher_block: int | None = None
+        self._finisher_constraint: Any = None
+        self._finisher_results = ""
 
     # ------------------------------------------------------------------ helpers
     def _encode(self, text: str) -> list[int]:
@@ -164,7 +167,12 @@ class Run:
                 self.store.release(block)
 
     def events(self) -> Iterator[Event]:
-        """Run to completion, yielding events; the last one is :class:`FinishedEvent`."""
+        """Run to completion, yielding events; the last one is :class:`FinishedEvent`.
+
+        In return mode a run that hands tool calls to the caller yields a :class:`FinishedEvent` with
+        ``tool_calls`` and pauses (``suspended``); :meth:`resume` and iterating again continue it.
+        """
+        calls: list[ToolCall] = []
         try:
             yield from self._prefill()
             while True:
@@ -172,10 +180,23 @@ class Run:
                 if reason != "tool_calls":
                     break
                 yield from self._suspend()
-            answer = yield from self._finish()
-            calls = self.tools.calls_in_answer(answer)
-            if calls:
-                answer = ""
+            for worker in self._active():
+                yield from self._stop(worker, "run_ended")
+            answer = ""
+            if self.cfg.use_finisher:
+                pending = list(self._finisher_ids)
+                while True:
+                    answer, pending = yield from self._finish(pending)
+                    calls = self.tools.calls_in_answer(answer)
+                    if not calls:
+                        break
+                    # The finisher itself asked for tools: hand them over, then go on from their results.
+                    self._returned = [(None, call) for call in calls]
+                    yield from self._suspend()
+                    pending += self._encode(self._finisher_results)
+                    calls = []
+            else:
+                answer = self._plain_answer()
             self._record_blocks()
         finally:
             for block in self.block_ids:
@@ -185,7 +206,7 @@ class Run:
         yield FinishedEvent(self._result(answer, reason, calls))
 
     def _suspend(self) -> Iterator[Event]:
-        """Return the workers' calls to the caller and wait, pages kept, for their results (see resume())."""
+        """Return the pending calls to the caller and wait, pages kept, for their results (see resume())."""
         self._record_blocks()
         self.usage.wall_time_s = time.perf_counter() - self.started
         self.suspended = True
@@ -196,18 +217,21 @@ class Run:
         reused = sum(self.store.blocks[b].length for b in self.block_ids if b in self.store.blocks)
         self.usage = Usage(reused_prompt_tokens=reused)
         self.started = time.perf_counter()
-        assert self.tools.fmt is not None
+        fmt = self.tools.fmt
+        assert fmt is not None
+
+        def result(call: ToolCall) -> ToolOutcome:
+            return ToolOutcome(call, outcomes.get(call.id, "Error: the caller sent no result for this call"))
+
+        # Calls of the finisher end its turn: their results come in the template's tool-turn wrapper.
+        self._finisher_results = "".join(fmt.render_result_block(result(c)) for w, c in self._returned if w is None)
+        self.usage.fed_tokens += len(self._encode(self._finisher_results))
         for worker in self.workers:
             mine = [call for owner, call in self._returned if owner is worker]
-            if not mine:
-                continue
-            text = "".join(
-                self.tools.fmt.inline_result_text(ToolOutcome(c, outcomes.get(c.id, "Error: no result given")))
-                for c in mine
-            )
-            worker.pending = list(worker.call_token)
-            worker.call_token = []
-            yield from self._feed_text(worker, text)
+            if mine:
+                worker.pending = list(worker.call_token)
+                worker.call_token = []
+                yield from self._feed_text(worker, "".join(fmt.inline_result_text(result(c)) for c in mine))
         self._returned.clear()
 
     @property
@@ -414,18 +438,25 @@ class Run:
         worker.pending = []
         yield WorkerStoppedEvent(worker.name, reason, self.forward_index - 1)
 
-    def _finish(self) -> Iterator[Event]:
-        """Stop the workers and, if configured, let the finisher write the answer from the shared state."""
-        for worker in self._active():
-            yield from self._stop(worker, "run_ended")
-        if not self.cfg.use_finisher:
-            return "".join(self.workers[0].parts)
-        block = self._new_block("finisher", "finisher")
+    def _plain_answer(self) -> str:
+        """Without a finisher the first worker's text is the answer (plain generation)."""
+        return "".join(self.workers[0].parts)
+
+    def _finish(self, pending: list[int]) -> Iterator[Event]:
+        """Let the finisher write (or go on writing) the answer from the whole shared state.
+
+        Returns the answer text of this turn and the sampled-but-unfed last token (for a resumed turn).
+        """
+        if self._finisher_block is None:
+            self._finisher_block = self._new_block("finisher", "finisher")
+            self._finisher_constraint = self.tools.finisher_constraint()
+        block = self._finisher_block
+        constraint = self._finisher_constraint
+        if constraint is not None and constraint.is_completed:
+            constraint.reset()  # a resumed turn writes a fresh answer (or call)
         view = self._view(None, block)
-        pending = list(self._finisher_ids)
         self.usage.fed_tokens += len(pending)
         answer = IncrementalText(self.tok)
-        constraint = self.tools.finisher_constraint()
         # A forced call or JSON answer cut short is worthless: give constrained output room to close.
         limit = self.cfg.max_answer_tokens if constraint is None else max(self.cfg.max_answer_tokens, 256)
         for _ in range(limit):
@@ -437,8 +468,10 @@ class Run:
                 logits, ["finisher"], constraints=[constraint], suppress=[self._finisher_suppress], greedy=[True]
             )[0]
             self.trace.forwards[-1].groups[0].sampled = token
-            if token in self.eos:
+            if token in self.eos:  # the turn's end is rendered by the template if the run resumes
+                pending = []
                 break
+            pending = [token]
             if constraint is not None:
                 constraint.accept(token)
             self.usage.answer_tokens += 1
@@ -447,13 +480,12 @@ class Run:
                 yield AnswerEvent(delta, self.forward_index - 1)
             if any(stop in answer.text for stop in self.cfg.stop):
                 break
-            pending = [token]
             if constraint is not None and constraint.is_terminated:
                 break
         text = answer.text
         for stop in self.cfg.stop:
             text = text.split(stop, 1)[0]
-        return text.strip()
+        return text.strip(), pending
 
     # ------------------------------------------------------------------ result
     def _record_blocks(self) -> None:
