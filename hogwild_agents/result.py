@@ -118,3 +118,9 @@ class RunResult(BaseModel):
     def to_json_dict(self, include_trace: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; the (large) trace is left out unless asked for."""
         return self.model_dump(mode="json", exclude=None if include_trace else {"trace"})
+
+    def _repr_html_(self) -> str:
+        """Render the run for notebooks (steps, tool calls, answer); see ``display.render_run_html``."""
+        from .display import render_run_html
+
+        return render_run_html(self)

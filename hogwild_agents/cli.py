@@ -1,0 +1,331 @@
+"""The ``hogwild`` command: run a task with several workers and watch them write, or describe the setup.
+
+Usage::
+
+    hogwild run "What is 17 * 23 + 5?" --workers 2 --tool calculator
+    hogwild run "Who built the lighthouse?" --tool search --corpus notes/ --json
+    hogwild info
+
+``run`` shows one pane per worker as they write, the commits and tool calls as they happen, the progress
+(forward passes, tokens, tokens/s) and the final answer. ``--json`` prints one JSON object (valid against
+``cli_result.schema.json``) and nothing else on stdout. Ctrl-C cancels the run cleanly (exit code 130).
+Problems the user can fix (a missing model package, a corrupt part, a full disk, a bad option) are one
+message on stderr and exit code 2.
+
+Test hook: ``--model hogwild-test:tiny-random-qwen2`` uses a tiny random model with the real tokenizer
+(see :mod:`hogwild_agents._testing`), so the command can be tested end to end in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, get_args
+
+from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from .builtin_tools import BUILTIN_TOOL_NAMES
+from .config import HogwildConfig, Layout
+from .events import FinishedEvent
+from .live import format_log_line, render_live
+from .progress import RunProgress
+
+__all__ = ["build_parser", "cli_result_schema", "main"]
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+_REFRESH_S = 0.1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``hogwild`` command (``run`` and ``info``)."""
+    parser = argparse.ArgumentParser(
+        prog="hogwild",
+        description="Several workers of one language model writing in parallel over one shared KV cache.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a task and watch the workers write")
+    run.add_argument("task", help="the request, as one user message")
+    run.add_argument("--workers", type=int, default=2, help="number of workers (default 2)")
+    run.add_argument(
+        "--tool", action="append", default=[], choices=BUILTIN_TOOL_NAMES, help="a built-in tool (repeatable)"
+    )
+    run.add_argument("--corpus", type=Path, help="folder of .txt/.md files for --tool search")
+    run.add_argument(
+        "--model", help="packaged model name, Hugging Face id or local path (default: packaged Qwen 0.5B)"
+    )
+    run.add_argument(
+        "--layout", choices=get_args(Layout), help="how each worker's view of the cache is ordered"
+    )
+    run.add_argument("--max-forwards", type=int, help="budget of sequential forward passes for the workers")
+    run.add_argument("--max-answer-tokens", type=int, help="tokens the finisher may write")
+    run.add_argument("--temperature", type=float, help="sampling temperature (0 is greedy)")
+    run.add_argument("--seed", type=int, help="seed of the samplers")
+    run.add_argument(
+        "--json", action="store_true", help="print one JSON result object and nothing else on stdout"
+    )
+    run.add_argument("--no-live", action="store_true", help="plain log lines instead of the live panes")
+    info = sub.add_parser("info", help="show the device, attention path, versions and model")
+    info.add_argument("--model", help="model to describe (default: packaged Qwen 0.5B)")
+    info.add_argument("--json", action="store_true", help="print the information as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hogwild`` console script.
+
+    Args:
+        argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0 on success, 2 for an error the user can fix, 130 when interrupted.
+
+    """
+    args = build_parser().parse_args(argv)
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    from .errors import HogwildError
+    from .model_store import ModelNotAvailableError
+
+    try:
+        if args.command == "info":
+            return _cmd_info(args, out)
+        return _cmd_run(args, out, err)
+    except KeyboardInterrupt:
+        err.print("[yellow]Interrupted.[/]")
+        return EXIT_INTERRUPTED
+    except (ModelNotAvailableError, HogwildError, FileNotFoundError, ValueError) as e:
+        # ValueError covers pydantic's ValidationError (a bad option) and the calculator/corpus setup.
+        err.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+        return EXIT_USER_ERROR
+    except OSError as e:  # transformers: unknown model id, unreadable model folder
+        err.print(f"[bold red]error:[/] could not load the model: {e}", soft_wrap=True)
+        return EXIT_USER_ERROR
+
+
+# ---------------------------------------------------------------------------------------------- run
+def _quiet_transformers() -> None:
+    """Silence weight-loading progress bars and advisory warnings: the CLI owns the terminal."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _load_engine(model: str | None, workers: int) -> Any:
+    from .engine import HogwildEngine
+
+    _quiet_transformers()
+    from ._testing import TINY_TEST_MODEL, tiny_random_qwen2
+
+    if model == TINY_TEST_MODEL:
+        tiny, tokenizer = tiny_random_qwen2()
+        return HogwildEngine(tiny, tokenizer, HogwildConfig(workers=workers))
+    return HogwildEngine.from_pretrained(model, workers=workers)
+
+
+def _build_tools(args: argparse.Namespace) -> list[Any]:
+    from .builtin_tools import calculator_tool, search_tool
+
+    tools = []
+    for name in dict.fromkeys(args.tool):  # keep order, drop repeats
+        if name == "calculator":
+            tools.append(calculator_tool())
+        elif name == "search":
+            if args.corpus is None:
+                raise ValueError("--tool search needs --corpus DIR (a folder of .txt/.md files to search)")
+            tools.append(search_tool(args.corpus))
+    return tools
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("layout", "max_forwards", "max_answer_tokens", "temperature", "seed")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.corpus is not None and "search" not in args.tool:
+        raise ValueError("--corpus is only used by --tool search; add --tool search")
+    tools = _build_tools(args)
+    live = not args.json and not args.no_live and out.is_terminal
+    if live:
+        with err.status(f"Loading {args.model or 'the default model'} …"):
+            engine = _load_engine(args.model, args.workers)
+    else:
+        engine = _load_engine(args.model, args.workers)
+    overrides = _overrides(args)
+    cfg = engine.config.with_overrides(**overrides)
+    progress = RunProgress.for_workers(cfg.names, cfg.max_forwards)
+    events = engine.stream(args.task, tools=tools or None, **overrides)
+    try:
+        if live:
+            _drive_live(events, progress, out)
+        else:
+            _drive_plain(events, progress, out, quiet=args.json)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
+        events.close()  # the engine cancels the run and frees its pages
+        err.print(
+            f"[yellow]Interrupted:[/] run cancelled after {progress.forwards} forward passes "
+            f"and {progress.generated_tokens} tokens."
+        )
+        return EXIT_INTERRUPTED
+    finally:
+        events.close()
+    result = progress.result
+    assert result is not None, "the event stream always ends with FinishedEvent"
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    elif not live:
+        out.print(Panel(result.answer or "(empty)", title="answer", border_style="green"))
+        out.print(progress.status_line())
+    return EXIT_OK
+
+
+def _drive_live(events: Any, progress: RunProgress, console: Console) -> None:
+    with Live(
+        get_renderable=lambda: render_live(progress, console),
+        console=console,
+        auto_refresh=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as view:
+        last = 0.0
+        for event in events:
+            progress.update(event)
+            now = time.perf_counter()
+            if now - last >= _REFRESH_S or isinstance(event, FinishedEvent):
+                view.refresh()
+                last = now
+
+
+def _drive_plain(events: Any, progress: RunProgress, console: Console, quiet: bool) -> None:
+    colors: dict[str, str] = {}
+    for event in events:
+        line = progress.update(event)
+        if line is not None and not quiet:
+            colors.setdefault(line.worker, progress.worker(line.worker).color)
+            console.print(format_log_line(line, colors[line.worker]))
+
+
+def cli_result_schema() -> dict[str, Any]:
+    """Return the JSON Schema of ``hogwild run --json`` output: :class:`RunResult` without its trace.
+
+    ``hogwild_agents/cli_result.schema.json`` is this schema, written to a file; a test keeps them equal.
+    """
+    from .result import RunResult
+
+    schema = RunResult.model_json_schema(mode="serialization")
+    schema["properties"].pop("trace", None)
+    schema.setdefault("$defs", {})
+    used = json.dumps(schema["properties"])
+    schema["$defs"] = {k: v for k, v in schema["$defs"].items() if f"#/$defs/{k}" in used or k == "Usage"}
+    # to_json_dict() writes every field, so every field is required in the output.
+    schema["required"] = sorted(schema["properties"])
+    schema["additionalProperties"] = False
+    for definition in schema["$defs"].values():
+        if "properties" in definition:
+            definition["required"] = sorted(definition["properties"])
+            definition["additionalProperties"] = False
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hogwild run --json"
+    return schema
+
+
+# ---------------------------------------------------------------------------------------------- info
+def _model_facts(model: str | None) -> dict[str, Any]:
+    """Describe ``model``'s path and architecture without loading (or converting) its weights."""
+    import os
+
+    from ._testing import TINY_TEST_MODEL
+    from .model_store import DEFAULT_MODEL, MARKER_FILE, REGISTRY, cache_root
+
+    name = model or os.environ.get("HOGWILD_MODEL") or DEFAULT_MODEL
+    facts: dict[str, Any] = {"model": name}
+    if name == TINY_TEST_MODEL:
+        from ._testing import tiny_random_qwen2
+
+        _quiet_transformers()
+        config = tiny_random_qwen2()[0].config
+        facts["path"] = "(built in memory: test hook)"
+    else:
+        path = cache_root() / "models" / name if name in REGISTRY else Path(name)
+        facts["path"] = str(path)
+        if name in REGISTRY and not (path / MARKER_FILE).is_file():
+            facts["status"] = "not converted yet (the first run converts it: about 100 s)"
+            return facts
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(str(path))
+        except (OSError, ValueError) as e:
+            facts["status"] = f"config unavailable: {e}"
+            return facts
+    heads = config.num_attention_heads
+    facts.update(
+        family=config.model_type,
+        layers=config.num_hidden_layers,
+        heads=heads,
+        kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+        head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
+        context_window=getattr(config, "max_position_embeddings", None),
+        vocab_size=config.vocab_size,
+    )
+    return facts
+
+
+def _environment_facts() -> dict[str, Any]:
+    import importlib.metadata
+
+    import torch
+    from hogwild_kernels.dispatch import resolve_backend
+
+    from . import __version__
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    backend = HogwildConfig().attention_backend
+    try:
+        triton = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        triton = "not installed"
+    return {
+        "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({torch.get_num_threads()} threads)",
+        "attention": f"{resolve_backend(backend, device)} (attention_backend={backend!r})",
+        "hogwild_agents": __version__,
+        "torch": torch.__version__,
+        "transformers": importlib.metadata.version("transformers"),
+        "triton": triton,
+    }
+
+
+def _cmd_info(args: argparse.Namespace, out: Console) -> int:
+    facts = {**_environment_facts(), **_model_facts(args.model)}
+    defaults = HogwildConfig().model_dump(mode="json")
+    if args.json:
+        sys.stdout.write(json.dumps({**facts, "default_config": defaults}) + "\n")
+        return EXIT_OK
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for key, value in facts.items():
+        table.add_row(key, str(value))
+    out.print(Panel(table, title="hogwild info", border_style="cyan"))
+    config = Table("option", "default", box=None, pad_edge=False, header_style="bold")
+    for key, value in defaults.items():
+        config.add_row(key, json.dumps(value) if not isinstance(value, str) else value)
+    out.print(Panel(config, title="default HogwildConfig", border_style="dim"))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

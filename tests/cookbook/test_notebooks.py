@@ -1,0 +1,84 @@
+"""Execute every cookbook notebook top to bottom in a fresh kernel; a failing assert cell fails the test.
+
+Real model (the packaged Qwen2.5-Coder-0.5B-Instruct): marked ``real_model``, skipped with the reason when
+the converted model is not cached. Each notebook keeps its budgets small (a few dozen forward passes).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="nbformat is needed to read the cookbook (test extra)")
+nbclient = pytest.importorskip("nbclient", reason="nbclient is needed to run the cookbook (test extra)")
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "cookbook").glob("*.ipynb"))
+CELL_TIMEOUT_S = 600
+
+# 02: in two runs on Qwen2.5-Coder-0.5B (2026-11-26) neither worker emitted a tool call in collaboration
+# mode, even when the prompt spelled the call out; see the report of issue 7. Kept running so it turns
+# green (XPASS) once the engine's collaboration prompt makes small models call tools.
+_KNOWN_FAILURES = {
+    "02_tools.ipynb": "Qwen2.5-Coder-0.5B workers do not emit tool calls in collaboration mode yet",
+}
+
+
+def _model_cached() -> bool:
+    from hogwild_agents.model_store import DEFAULT_MODEL, MARKER_FILE, cache_root
+
+    return (cache_root() / "models" / DEFAULT_MODEL / MARKER_FILE).is_file()
+
+
+def _kernel_name() -> str:
+    """A kernel running this interpreter (the venv's), registered under a private name if needed."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = "hogwild-test-python"
+    manager = KernelSpecManager()
+    if name not in manager.find_kernel_specs():
+        from ipykernel.kernelspec import install
+
+        install(user=True, kernel_name=name, display_name="hogwild tests")
+    spec = manager.get_kernel_spec(name)
+    if Path(spec.argv[0]).resolve() != Path(sys.executable).resolve():
+        from ipykernel.kernelspec import install
+
+        install(user=True, kernel_name=name, display_name="hogwild tests")
+    return name
+
+
+def test_cookbook_has_notebooks_with_outputs_stripped():
+    assert {p.name for p in NOTEBOOKS} >= {"01_quickstart.ipynb", "02_tools.ipynb"}
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs"
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path, monkeypatch, request):
+    if not _model_cached():
+        reason = "the default model is not converted yet (run resolve_model_path() once with the model extra)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    if path.name in _KNOWN_FAILURES:
+        request.applymarker(pytest.mark.xfail(reason=_KNOWN_FAILURES[path.name], strict=False))
+    # The kernel imports hogwild_agents from this checkout, installed or not.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name=_kernel_name(),
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("text/html" in o.get("data", {}) for o in outputs), "the RunResult should render as HTML"
