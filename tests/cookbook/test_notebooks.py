@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "cookbook").glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
 
-# 02: in two runs on Qwen2.5-Coder-0.5B (2026-11-26) neither worker emitted a tool call in collaboration
-# mode, even when the prompt spelled the call out; see the report of issue 7. Kept running so it turns
-# green (XPASS) once the engine's collaboration prompt makes small models call tools.
+# 02: on Qwen2.5-Coder-0.5B (2026-11-26) workers emitted no tool call unprompted (two runs, tool_choice
+# "auto"), and with tool_choice="required" the cross-worker assert still failed (one run, 643 s); see the
+# report of issue 7. Kept running so it turns green (XPASS) once small models pass the fact on.
 _KNOWN_FAILURES = {
-    "02_tools.ipynb": "Qwen2.5-Coder-0.5B workers do not emit tool calls in collaboration mode yet",
+    "02_tools.ipynb": "Qwen2.5-Coder-0.5B does not yet pass a searched fact to another worker's calculator call",
 }
 
 
