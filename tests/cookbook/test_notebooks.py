@@ -21,7 +21,7 @@ CELL_TIMEOUT_S = 600
 # "auto"), and with tool_choice="required" the cross-worker assert still failed (one run, 643 s); see the
 # report of issue 7. Kept running so it turns green (XPASS) once small models pass the fact on.
 _KNOWN_FAILURES = {
-    "02_tools.ipynb": "Qwen2.5-Coder-0.5B does not yet pass a searched fact to another worker's calculator call",
+    "02_tools.ipynb": "Qwen2.5-Coder-0.5B does not yet pass a searched fact to another worker's calculator",
 }
 
 
