@@ -70,6 +70,9 @@ class HogwildConfig(BaseModel):
     attention_backend: Literal["auto", "triton", "reference"] = Field(
         "auto", description="Attention path: Triton kernel on CUDA, PyTorch reference on CPU ('auto')."
     )
+    cuda_graphs: bool = Field(
+        True, description="Replay decode steps as CUDA graphs (CUDA with the Triton backend; else eager)."
+    )
     trust_model_support: bool = Field(
         False, description="Skip the model-family allow-list (the structural checks still run)."
     )
@@ -77,6 +80,10 @@ class HogwildConfig(BaseModel):
         "execute", description="Run tools inside the shared cache, or return calls to the caller."
     )
     tool_choice: str = Field("auto", description="'auto', 'none', 'required' (or 'any'), or a tool name.")
+    constrain_tool_calls: bool = Field(
+        True,
+        description="Constrain workers' calls with a grammar once started (off: calls parsed from free text).",
+    )
     tool_timeout_s: float = Field(30.0, gt=0, description="Seconds a tool call may take before it fails.")
     max_tool_calls: int = Field(16, ge=0, description="Tool calls allowed per run.")
     max_tool_result_tokens: int = Field(512, ge=16, description="Longer tool results are truncated.")

@@ -75,8 +75,9 @@ class ToolSession:
                 f"tool_choice {choice!r} is not 'auto', 'none', 'required', 'any' or one of the tools "
                 f"{sorted(self.by_name)}"
             )
-        active = bool(tools) and choice != "none"
-        self._worker_grammar = engine.grammar_factory.tool_calls(tools, "auto", self.fmt) if active else None
+        self._active = bool(tools) and choice != "none"
+        constrain = self._active and cfg.constrain_tool_calls
+        self._worker_grammar = engine.grammar_factory.tool_calls(tools, "auto", self.fmt) if constrain else None
         self._workers: dict[str, _WorkerTools] = {}
         self.calls_made = 0
         self.log: list[dict[str, Any]] = []
@@ -86,7 +87,7 @@ class ToolSession:
     @property
     def enabled(self) -> bool:
         """Whether workers may call tools in this run."""
-        return self._worker_grammar is not None
+        return self._active
 
     def _state(self, worker: str, first: bool = False) -> _WorkerTools:
         if worker not in self._workers:
@@ -112,7 +113,8 @@ class ToolSession:
         state = self._state(worker)
         if state.forced and state.constraint is not None and state.constraint.is_completed:
             state.forced = False
-            state.constraint = self.engine.grammar_factory.constraint(self._worker_grammar)
+            grammar = self._worker_grammar
+            state.constraint = self.engine.grammar_factory.constraint(grammar) if grammar is not None else None
         return state.constraint
 
     def detect(self, worker: str, text: str) -> list[ToolCall]:
