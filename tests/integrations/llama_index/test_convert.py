@@ -247,3 +247,24 @@ def test_chat_stream_cumulative_thinking_and_answer():
     assert last.delta == ""
     assert last.message.content == "42"
     assert last.raw["usage"]["completion_tokens"] == 8
+
+
+def test_chat_stream_holds_back_tool_call_markup():
+    stream = ChatStream(call_prefix="<tool_call>\n")
+    pieces = ["Sure", ". <tool", "_call>", '\n{"name": "add", "arguments": {"a": 1}}', "\n</tool_call>"]
+    responses = [r for p in pieces if (r := stream.feed(AnswerEvent(p, 0))) is not None]
+    assert "".join(r.delta for r in responses) == "Sure. "
+    assert all("<tool" not in r.message.content for r in responses)
+    final = stream.feed(
+        FinishedEvent(_result(answer="", tool_calls=[{"id": "c1", "name": "add", "arguments": {}}]))
+    )
+    assert final.message.content == ""
+    assert [b.tool_name for b in final.message.blocks if isinstance(b, ToolCallBlock)] == ["add"]
+
+
+def test_chat_stream_without_finisher_streams_the_answer_worker():
+    stream = ChatStream(answer_worker="Alice")
+    first = stream.feed(TokenEvent("Alice", "Hel", (1,), 0))
+    second = stream.feed(TokenEvent("Alice", "lo", (2,), 1))
+    assert (first.delta, second.delta, second.message.content) == ("Hel", "lo", "Hello")
+    assert stream.feed(AnswerEvent("Hello", 2)) is None  # not streamed twice
