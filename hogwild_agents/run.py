@@ -210,7 +210,9 @@ class Run:
         self._record_blocks()
         self.usage.wall_time_s = time.perf_counter() - self.started
         self.suspended = True
-        yield FinishedEvent(self._result("", "tool_calls", [call for _, call in self._returned]))
+        paused = self._result("", "tool_calls", [call for _, call in self._returned])
+        paused.trace = self.trace.model_copy(deep=True)  # a snapshot: the live trace grows when resumed
+        yield FinishedEvent(paused)
         self.suspended = False
         outcomes = self._resume_outcomes or {}
         # Only what the caller sends back is encoded from here on; everything else is reused in place.
