@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "kernels"))  # the tests' metadata facto
 sys.path.insert(0, str(ROOT / "kernels"))
 
 from hogwild_kernels import ShiftedAttentionMetadata, shifted_attention_reference  # noqa: E402
+from hogwild_kernels.metadata import with_shift_table  # noqa: E402
 from hogwild_kernels.triton_attention import (  # noqa: E402
     AttentionWorkspace,
     LaunchConfig,
@@ -75,7 +76,8 @@ def make_setup(hq, hkv, length, workers, page_size, step_len, min_cycle_mib, see
     meta, _, num_pages = build_metadata(
         [lens[k] for k in kinds], views, [1] * workers, page_size, generator=gen, spare_pages=0
     )
-    meta = meta.to(DEVICE)
+    inv_freq = default_inv_freq(HEAD_DIM, base=1e6).to(DEVICE)
+    meta = with_shift_table(meta.to(DEVICE), inv_freq)  # as the engine plans it: once per forward
     seen = (meta.entry_pos >= 0).any(0)
     tokens = int(meta.page_len[seen].sum())
     kv_bytes = tokens * hkv * HEAD_DIM * 2 * 2
@@ -84,7 +86,6 @@ def make_setup(hq, hkv, length, workers, page_size, step_len, min_cycle_mib, see
     keys = [torch.randn(shape, device=DEVICE, dtype=torch.bfloat16) for _ in range(layers)]
     values = [torch.randn(shape, device=DEVICE, dtype=torch.bfloat16) for _ in range(layers)]
     query = torch.randn(workers, hq, HEAD_DIM, device=DEVICE, dtype=torch.bfloat16)
-    inv_freq = default_inv_freq(HEAD_DIM, base=1e6).to(DEVICE)
     return Setup(meta, query, keys, values, inv_freq, kv_bytes, workers)
 
 
@@ -99,6 +100,7 @@ def per_worker_meta(meta: ShiftedAttentionMetadata, w: int) -> ShiftedAttentionM
         query_pos=meta.query_pos[w : w + 1].contiguous(),
         group_query_start=torch.tensor([0, 1], dtype=torch.int32, device=DEVICE),
         max_queries_per_group=1,
+        shift_cos_sin=None if meta.shift_cos_sin is None else meta.shift_cos_sin[w : w + 1].contiguous(),
     )
 
 
@@ -459,7 +461,7 @@ def main() -> None:
         f"- method: CUDA graph cycling {args.min_cycle_mib:.0f}+ MiB of distinct per-layer KV (cold L2), "
         f"median (p20–p80) of {args.reps} replays, per layer incl. merge; bf16; page {args.page_size}; "
         f"combined layout (history + header + W steps of {args.step_len} + W own headers); "
-        "TB/s counts each visible KV byte once; "
+        "TB/s counts each visible KV byte once; cos/sin of the shifts from the per-forward table; "
         "SDPA = flash backend, W·G query rows vs one length-L sequence\n\n"
         f"{table}\n\nTargets:\n{summary}\n"
     )

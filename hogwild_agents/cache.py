@@ -66,6 +66,12 @@ class PagedKVStore:
         """Pages not owned by any block."""
         return len(self._free)
 
+    def take_scratch_page(self) -> int:
+        """Remove one page from the pool for good and return it (a write target nobody reads)."""
+        if not self._free:
+            raise PagePoolExhausted("no free page left for a scratch page")
+        return self._free.pop(0)
+
     def new_block(self, author: str, kind: str) -> Block:
         """Create an empty block (it owns no page until tokens are reserved in it)."""
         block = Block(id=self._next_id, author=author, kind=kind)

@@ -82,6 +82,7 @@ class HogwildEngine:
             page_size=self.config.page_size,
             max_cache_tokens=self.config.max_cache_tokens,
             attention_backend=self.config.attention_backend,
+            cuda_graphs=self.config.cuda_graphs,
             trust_model_support=self.config.trust_model_support,
         )
         self.eos_token_ids = self._eos_ids()

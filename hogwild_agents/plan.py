@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from hogwild_kernels import ShiftedAttentionMetadata
 
 from .cache import PagedKVStore
 
-__all__ = ["ForwardPlan", "WriteGroup", "plan_forward"]
+__all__ = ["ForwardPlan", "HostPlan", "WriteGroup", "build_host_plan", "plan_forward"]
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class ForwardPlan:
         slot_mapping: ``[T] int64`` flat page slot of each new token.
         meta: attention metadata shared by all layers.
         last_token_index: ``[G] int64`` index in ``T`` of each group's last token (the one sampled from).
+
     """
 
     input_ids: torch.Tensor
@@ -50,86 +52,130 @@ class ForwardPlan:
     last_token_index: torch.Tensor
 
 
-def plan_forward(store: PagedKVStore, groups: list[WriteGroup], device: torch.device) -> ForwardPlan:
-    """Build the plan for ``groups`` whose tokens were already reserved in ``store`` (slots filled).
+@dataclass(slots=True)
+class HostPlan:
+    """The plan of one forward on the host (numpy), before padding or the move to the device.
+
+    Attributes:
+        tokens, positions, slots, query_pos: ``[T]`` per query token (group after group).
+        group_start: ``[G + 1]`` first token of each group.
+        page_ids, page_len: ``[E]`` per entry.
+        entry_pos, entry_shift: ``[G, E]`` per group and entry (``entry_pos = -1``: not in the view).
+
+    """
+
+    tokens: np.ndarray
+    positions: np.ndarray
+    slots: np.ndarray
+    query_pos: np.ndarray
+    group_start: np.ndarray
+    page_ids: np.ndarray
+    page_len: np.ndarray
+    entry_pos: np.ndarray
+    entry_shift: np.ndarray
+
+    @property
+    def num_entries(self) -> int:
+        """Number of view entries ``E``."""
+        return int(self.page_ids.shape[0])
+
+
+def build_host_plan(store: PagedKVStore, groups: list[WriteGroup]) -> HostPlan:
+    """Entries, positions and shifts of ``groups`` (tokens already reserved), built block by block.
 
     Block lengths are taken *after* this forward's writes, so every writer sees every other writer's
-    tokens of this very pass (instant visibility); inside its own block the causal rule applies.
+    tokens of this very pass (instant visibility); inside its own block the causal rule applies. A block
+    that several groups see is one run of entries (loaded once for all); a block that appears twice in
+    one view is two runs. Work is per block (numpy slices), not per page: this runs on every decode step.
     """
     page_size = store.page_size
     entry_index: dict[tuple[int, int], int] = {}  # (block id, occurrence in view) -> first entry
-    page_ids: list[int] = []
-    page_len: list[int] = []
-    per_group: list[tuple[list[int], list[int], list[int]]] = []  # entries, positions, shifts
-    query_pos: list[int] = []
-    query_group: list[int] = []
-    group_start = [0]
+    page_runs: list[list[int]] = []
+    len_runs: list[np.ndarray] = []
+    spans: list[list[tuple[int, int, int, int]]] = []  # per group: (first entry, pages, offset, shift)
+    num_entries = 0
     tokens: list[int] = []
     positions: list[int] = []
     slots: list[int] = []
+    query_pos: list[int] = []
+    group_start = [0]
 
-    for g, group in enumerate(groups):
+    for group in groups:
         lengths = [store.blocks[b].length for b in group.view]
         own_offset = sum(lengths[:-1])
-        entries: list[int] = []
-        entry_pos: list[int] = []
-        shifts: list[int] = []
         seen: dict[int, int] = {}
         offset = 0
+        runs: list[tuple[int, int, int, int]] = []
         for block_id, length in zip(group.view, lengths, strict=True):
             occurrence = seen.get(block_id, 0)
             seen[block_id] = occurrence + 1
             n_pages = -(-length // page_size)
             key = (block_id, occurrence)
             if key not in entry_index:
-                entry_index[key] = len(page_ids)
-                pages = store.blocks[block_id].pages
-                for p in range(n_pages):
-                    page_ids.append(pages[p])
-                    page_len.append(min(page_size, length - p * page_size))
-            first = entry_index[key]
-            for p in range(n_pages):
-                entries.append(first + p)
-                entry_pos.append(offset + p * page_size)
-                shifts.append(own_offset - offset)
+                entry_index[key] = num_entries
+                page_runs.append(store.blocks[block_id].pages[:n_pages])
+                run_len = np.full(n_pages, page_size, dtype=np.int32)
+                if n_pages:
+                    run_len[-1] = length - (n_pages - 1) * page_size
+                len_runs.append(run_len)
+                num_entries += n_pages
+            runs.append((entry_index[key], n_pages, offset, own_offset - offset))
             offset += length
-        per_group.append((entries, entry_pos, shifts))
+        spans.append(runs)
 
         assert group.slots is not None, "reserve the group's tokens before planning"
         n = len(group.token_ids)
-        local = list(range(group.first_position, group.first_position + n))
+        first = group.first_position
         tokens.extend(group.token_ids)
-        positions.extend(local)
+        positions.extend(range(first, first + n))
         slots.extend(group.slots)
-        query_pos.extend(own_offset + j for j in local)
-        query_group.extend([g] * n)
+        query_pos.extend(range(own_offset + first, own_offset + first + n))
         group_start.append(group_start[-1] + n)
 
-    num_entries = len(page_ids)
-    entry_pos_t = torch.full((len(groups), num_entries), -1, dtype=torch.int32)
-    entry_shift_t = torch.zeros((len(groups), num_entries), dtype=torch.int32)
-    for g, (entries, entry_pos, shifts) in enumerate(per_group):
-        index = torch.tensor(entries, dtype=torch.long)
-        entry_pos_t[g, index] = torch.tensor(entry_pos, dtype=torch.int32)
-        entry_shift_t[g, index] = torch.tensor(shifts, dtype=torch.int32)
+    entry_pos = np.full((len(groups), num_entries), -1, dtype=np.int32)
+    entry_shift = np.zeros((len(groups), num_entries), dtype=np.int32)
+    longest = max((n for runs in spans for _, n, _, _ in runs), default=0)
+    page_offsets = np.arange(longest, dtype=np.int32) * page_size
+    for g, runs in enumerate(spans):
+        for first, n, offset, shift in runs:
+            entry_pos[g, first : first + n] = page_offsets[:n] + offset
+            entry_shift[g, first : first + n] = shift
 
-    def i32(values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.int32)
+    def i32(values: list[int]) -> np.ndarray:
+        return np.asarray(values, dtype=np.int32)
 
-    meta = ShiftedAttentionMetadata(
-        page_ids=i32(page_ids),
-        page_len=i32(page_len),
-        entry_pos=entry_pos_t,
-        entry_shift=entry_shift_t,
-        query_group=i32(query_group),
+    return HostPlan(
+        tokens=i32(tokens),
+        positions=i32(positions),
+        slots=np.asarray(slots, dtype=np.int64),
         query_pos=i32(query_pos),
-        group_query_start=i32(group_start),
-        max_queries_per_group=max(len(g.token_ids) for g in groups),
+        group_start=i32(group_start),
+        page_ids=i32([p for run in page_runs for p in run]),
+        page_len=np.concatenate(len_runs) if len_runs else np.zeros(0, dtype=np.int32),
+        entry_pos=entry_pos,
+        entry_shift=entry_shift,
+    )
+
+
+def plan_forward(store: PagedKVStore, groups: list[WriteGroup], device: torch.device) -> ForwardPlan:
+    """Build the device plan for ``groups`` whose tokens were already reserved in ``store`` (slots filled)."""
+    host = build_host_plan(store, groups)
+    num_groups = len(groups)
+    counts = np.diff(host.group_start)
+    meta = ShiftedAttentionMetadata(
+        page_ids=torch.from_numpy(host.page_ids),
+        page_len=torch.from_numpy(host.page_len),
+        entry_pos=torch.from_numpy(host.entry_pos),
+        entry_shift=torch.from_numpy(host.entry_shift),
+        query_group=torch.from_numpy(np.repeat(np.arange(num_groups, dtype=np.int32), counts)),
+        query_pos=torch.from_numpy(host.query_pos),
+        group_query_start=torch.from_numpy(host.group_start),
+        max_queries_per_group=int(counts.max()),
     )
     return ForwardPlan(
-        input_ids=torch.tensor([tokens], dtype=torch.long, device=device),
-        position_ids=torch.tensor([positions], dtype=torch.long, device=device),
-        slot_mapping=torch.tensor(slots, dtype=torch.long, device=device),
+        input_ids=torch.from_numpy(host.tokens.astype(np.int64))[None].to(device),
+        position_ids=torch.from_numpy(host.positions.astype(np.int64))[None].to(device),
+        slot_mapping=torch.from_numpy(host.slots).to(device),
         meta=meta.to(device),
-        last_token_index=torch.tensor(group_start[1:], dtype=torch.long, device=device) - 1,
+        last_token_index=torch.from_numpy(host.group_start[1:].astype(np.int64) - 1).to(device),
     )

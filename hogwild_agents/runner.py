@@ -5,9 +5,12 @@ from __future__ import annotations
 import inspect
 
 import torch
+from hogwild_kernels.dispatch import resolve_backend
+from hogwild_kernels.metadata import with_shift_table
 
 from .attention import ATTENTION_NAME, ForwardContext, HogwildCacheAdapter, forward_context
 from .cache import PagedKVStore
+from .graph_decode import GraphDecoder
 from .plan import ForwardPlan, WriteGroup, plan_forward
 from .support import ModelGeometry, inspect_model
 
@@ -25,16 +28,33 @@ class ModelRunner:
         max_cache_tokens: int,
         attention_backend: str = "auto",
         trust_model_support: bool = False,
+        cuda_graphs: bool = True,
     ) -> None:
+        """Prepare ``model`` for the engine and allocate the shared store (once, for the runner's life).
+
+        Args:
+            model: the Hugging Face causal LM (its attention is switched to ours).
+            page_size: tokens per KV page.
+            max_cache_tokens: capacity of the shared store.
+            attention_backend: ``"auto"``, ``"triton"`` or ``"reference"``.
+            trust_model_support: skip the model-family allow-list.
+            cuda_graphs: replay decode forwards as CUDA graphs (CUDA and the Triton backend only).
+
+        """
         self.geometry: ModelGeometry = inspect_model(model, trust_model_support)
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         model.set_attn_implementation(ATTENTION_NAME)
         model.eval()
+        use_graphs = (
+            cuda_graphs
+            and self.device.type == "cuda"
+            and resolve_backend(attention_backend, self.device) == "triton"
+        )
         self.store = PagedKVStore(
             num_layers=self.geometry.num_layers,
-            num_pages=-(-max_cache_tokens // page_size),
+            num_pages=-(-max_cache_tokens // page_size) + (1 if use_graphs else 0),  # + a scratch page
             page_size=page_size,
             num_kv_heads=self.geometry.num_kv_heads,
             head_dim=self.geometry.head_dim,
@@ -42,10 +62,14 @@ class ModelRunner:
             device=self.device,
         )
         self.backend = attention_backend
+        self._kernel_backend = resolve_backend(attention_backend, self.device)
         self._cache = HogwildCacheAdapter()
         # transformers renamed the cache argument (past_key_values -> cache); use what this version takes.
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.graphs: GraphDecoder | None = None
+        if use_graphs:
+            self.graphs = GraphDecoder(self, scratch_page=self.store.take_scratch_page(), shift_cos_sin=True)
 
     def reserve(self, groups: list[WriteGroup], forward: int) -> None:
         """Append every group's tokens to its block, filling ``slots`` and ``first_position``."""
@@ -65,9 +89,14 @@ class ModelRunner:
         Returns:
             ``[G, V] float32`` logits of each group's last token, or ``[T, V]`` for every token when
             ``all_logits``.
+
         """
         self.reserve(groups, forward)
+        if self.graphs is not None and self.graphs.accepts(groups, all_logits):
+            return self.graphs.forward(groups)
         plan = plan_forward(self.store, groups, self.device)
+        if self._kernel_backend == "triton":  # cos/sin of the shifts once per forward, for every layer
+            plan.meta = with_shift_table(plan.meta, self.geometry.inv_freq)
         return self.run_plan(plan, all_logits)
 
     def run_plan(self, plan: ForwardPlan, all_logits: bool = False) -> torch.Tensor:

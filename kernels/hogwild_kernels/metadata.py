@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ShiftedAttentionMetadata", "check_metadata"]
+__all__ = ["ShiftedAttentionMetadata", "check_metadata", "shift_table", "with_shift_table"]
 
 
 @dataclass(slots=True)
@@ -40,6 +40,13 @@ class ShiftedAttentionMetadata:
         query_pos: ``[T] int32``, view position of each query token (for the causal rule).
         group_query_start: ``[G + 1] int32``, queries of group ``g`` are ``query_start[g]:query_start[g+1]``.
         max_queries_per_group: host-side upper bound of queries in one group (sizes kernel tiles).
+        num_live_entries: optional ``[1] int32`` device count of real entries; entries at and after it are
+            padding (they must have ``entry_pos = -1``). Lets a CUDA graph captured for a fixed entry
+            capacity spread only the live entries over its splits.
+        shift_cos_sin: optional ``[G, E, R] float32``, ``cos`` then ``sin`` of ``entry_shift[g, e] *
+            inv_freq`` (``R = 2 * len(inv_freq)``), built once per forward by :func:`with_shift_table`;
+            kernels that find it read the rotation instead of evaluating sin/cos per tile and query row.
+
     """
 
     page_ids: torch.Tensor
@@ -50,6 +57,8 @@ class ShiftedAttentionMetadata:
     query_pos: torch.Tensor
     group_query_start: torch.Tensor
     max_queries_per_group: int
+    num_live_entries: torch.Tensor | None = None
+    shift_cos_sin: torch.Tensor | None = None
 
     @property
     def num_entries(self) -> int:
@@ -72,7 +81,45 @@ class ShiftedAttentionMetadata:
             query_pos=self.query_pos.to(device),
             group_query_start=self.group_query_start.to(device),
             max_queries_per_group=self.max_queries_per_group,
+            num_live_entries=None if self.num_live_entries is None else self.num_live_entries.to(device),
+            shift_cos_sin=None if self.shift_cos_sin is None else self.shift_cos_sin.to(device),
         )
+
+
+def shift_table(
+    entry_shift: torch.Tensor, inv_freq: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[G, E, R] float32``: cos then sin of ``entry_shift[g, e] * inv_freq`` (the angle the reference uses).
+
+    Args:
+        entry_shift: ``[G, E] int32`` shifts.
+        inv_freq: ``[R/2] float32`` rotary inverse frequencies.
+        out: optional preallocated result (written in place; keeps CUDA-graph addresses stable).
+
+    """
+    angle = entry_shift.to(torch.float32)[:, :, None] * inv_freq.to(torch.float32)[None, None, :]
+    if out is None:
+        return torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+    half = inv_freq.shape[0]
+    torch.cos(angle, out=out[..., :half])
+    torch.sin(angle, out=out[..., half:])
+    return out
+
+
+def with_shift_table(meta: ShiftedAttentionMetadata, inv_freq: torch.Tensor) -> ShiftedAttentionMetadata:
+    """Return ``meta`` with :attr:`~ShiftedAttentionMetadata.shift_cos_sin` filled (once per forward)."""
+    return ShiftedAttentionMetadata(
+        page_ids=meta.page_ids,
+        page_len=meta.page_len,
+        entry_pos=meta.entry_pos,
+        entry_shift=meta.entry_shift,
+        query_group=meta.query_group,
+        query_pos=meta.query_pos,
+        group_query_start=meta.group_query_start,
+        max_queries_per_group=meta.max_queries_per_group,
+        num_live_entries=meta.num_live_entries,
+        shift_cos_sin=shift_table(meta.entry_shift, inv_freq.to(meta.entry_shift.device)),
+    )
 
 
 def check_metadata(
@@ -115,3 +162,10 @@ def check_metadata(
         raise ValueError(f"query_group and query_pos must be [T]=[{t}]")
     if meta.group_query_start.shape != (g + 1,):
         raise ValueError(f"group_query_start must be [G + 1]=[{g + 1}]")
+    if meta.shift_cos_sin is not None and meta.shift_cos_sin.shape != (g, e, 2 * inv_freq.shape[0]):
+        raise ValueError(
+            f"shift_cos_sin must be [G, E, R]=[{g}, {e}, {2 * inv_freq.shape[0]}], "
+            f"got {tuple(meta.shift_cos_sin.shape)}"
+        )
+    if meta.num_live_entries is not None and meta.num_live_entries.shape != (1,):
+        raise ValueError(f"num_live_entries must be [1], got {tuple(meta.num_live_entries.shape)}")

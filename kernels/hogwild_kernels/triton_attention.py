@@ -39,6 +39,9 @@ class LaunchConfig:
         block_n: keys per tile; ``None`` means ``min(page_size, 64)`` (at least 16). Must divide the
             page size when smaller than it.
         num_warps: warps per program of the split kernel; ``None``: 8 for 64-row tiles, else 4.
+        max_block_m: most query rows per program tile (16, 32 or 64); more rows than this are spread over
+            several programs that read the same KV tiles (the repeats mostly hit L2). ``None``: 64 when
+            there are more than 48 rows (a 64-row tile is then mostly full), else 16.
         num_stages: software-pipelining depth of the K/V loads.
         waves: target number of programs per SM when choosing the split count.
         min_tiles_per_split: fewest KV tiles a split gets (bounds partial-result traffic).
@@ -60,6 +63,7 @@ class LaunchConfig:
     # min_tiles_per_split 2 -> 43.7. block_n=32 lost earlier (79.4 vs 57.8, H200, previous kernel).
     block_n: int | None = None
     num_warps: int | None = None
+    max_block_m: int | None = None
     num_stages: int = 5
     waves: float = 2.0
     min_tiles_per_split: int = 1
@@ -119,6 +123,26 @@ def _rotate_halves(q1, q2, shift, freq, qk_scale, DTYPE: tl.constexpr):
 
 
 @triton.jit
+def _rotate_from_table(
+    q1, q2, CosSin, cs_row, row_sees, c_h, h_ok, qk_scale, DTYPE: tl.constexpr, ROT_HALF: tl.constexpr
+):
+    """Rotate-half RoPE with ``cos``/``sin`` read from the per-forward shift table (no sin/cos here).
+
+    ``cs_row [M]`` is the table row (``group * E + entry``) of each query row; rows that do not see the
+    tile read nothing and stay unrotated (their scores are masked).
+    """
+    base = CosSin + cs_row[:, None] * (2 * ROT_HALF) + c_h[None, :]
+    mask = row_sees[:, None] & h_ok[None, :]
+    cos = tl.load(base, mask=mask, other=1.0)
+    sin = tl.load(base + ROT_HALF, mask=mask, other=0.0)
+    x1 = q1.to(tl.float32)
+    x2 = q2.to(tl.float32)
+    r1 = (x1 * cos - x2 * sin) * qk_scale
+    r2 = (x2 * cos + x1 * sin) * qk_scale
+    return r1.to(DTYPE), r2.to(DTYPE)
+
+
+@triton.jit
 def _mma(a, b, acc, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """``acc + a @ b`` with fp32 accumulation (``UPCAST``: operands to fp32 first, exact; interpreter)."""
     if UPCAST:
@@ -149,7 +173,7 @@ def _tile_view(
     so pages nobody sees are never read (they may hold garbage, even NaN, that 0 * NaN in P @ V would leak).
 
     Returns:
-        ``(page, slot0, key_end, row_sees [M], limit [M], shift [M], live)``.
+        ``(page, slot0, key_end, row_sees [M], limit [M], shift [M], live, entry)``.
 
     """
     t = tl.minimum(tile, tile_hi - 1)
@@ -164,7 +188,7 @@ def _tile_view(
     limit = qpos - epos - slot0  # last visible tile-local key index of each row
     live = tl.max((row_sees & (limit >= 0)).to(tl.int32), axis=0) > 0
     key_end = tl.where(live, tl.minimum(plen, PAGE_SIZE), 0)
-    return page, slot0, key_end, row_sees, limit, shift, live
+    return page, slot0, key_end, row_sees, limit, shift, live, entry
 
 
 @triton.jit
@@ -288,6 +312,8 @@ def _shifted_attention_split_kernel(
     QueryGroup,  # [T] int32
     QueryPos,  # [T] int32
     InvFreq,  # [R/2] fp32
+    CosSin,  # [G, E, R] fp32 shift table (ROPE_TABLE), else unused
+    NumLive,  # [1] int32 live entries (DYN_TILES), else unused
     PartOut,  # [S, Hkv, T * GQA, D] fp32, or Out [T, Hq, D] when WRITE_FINAL
     PartLse,  # [S, Hkv, T * GQA] fp32 (log2 units)
     num_rows,  # T * GQA
@@ -321,6 +347,8 @@ def _shifted_attention_split_kernel(
     WRITE_FINAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     DOT_UPCAST: tl.constexpr,
+    ROPE_TABLE: tl.constexpr,
+    DYN_TILES: tl.constexpr,
 ):
     kv_head = tl.program_id(0)
     m_tile = tl.program_id(1)
@@ -367,15 +395,21 @@ def _shifted_attention_split_kernel(
     acc = tl.zeros([BLOCK_M, D_PAD], tl.float32)
     cur_shift = tl.full([BLOCK_M], _NO_SHIFT, tl.int32)
 
-    tile_lo = split * tiles_per_split
-    tile_hi = tl.minimum(tile_lo + tiles_per_split, num_tiles)
+    if DYN_TILES:  # a graph captured for an entry capacity: spread only the live entries over the splits
+        live_tiles = tl.load(NumLive) * TILES_PER_PAGE
+        per_split = tl.cdiv(live_tiles, tl.num_programs(2))
+        tile_lo = split * per_split
+        tile_hi = tl.minimum(tile_lo + per_split, live_tiles)
+    else:
+        tile_lo = split * tiles_per_split
+        tile_hi = tl.minimum(tile_lo + tiles_per_split, num_tiles)
     for t0 in range(tile_lo, tile_hi, TILES_PER_ITER):
-        page, slot0, key_end, sees, limit, shift, live = _tile_view(
+        page, slot0, key_end, sees, limit, shift, live, entry = _tile_view(
             t0, tile_hi, PageIds, PageLen, EntryPos, EntryShift, meta_row, row_ok, qpos, PAGE_SIZE, BLOCK_N,
             TILES_PER_PAGE,
         )  # fmt: skip
         if TILES_PER_ITER == 2:
-            page_b, slot0_b, key_end_b, sees_b, limit_b, shift_b, live_b = _tile_view(
+            page_b, slot0_b, key_end_b, sees_b, limit_b, shift_b, live_b, entry_b = _tile_view(
                 t0 + 1, tile_hi, PageIds, PageLen, EntryPos, EntryShift, meta_row, row_ok, qpos, PAGE_SIZE,
                 BLOCK_N, TILES_PER_PAGE,
             )  # fmt: skip
@@ -393,17 +427,27 @@ def _shifted_attention_split_kernel(
                     K, V, page_b, slot0_b, key_end_b, kv_head, stride_kp, stride_ks, stride_kh, stride_vp,
                     stride_vs, stride_vh, c_h, h_ok, c_r, r_ok, cols, col_ok, n_off, ROT_HALF, REST_PAD,
                 )  # fmt: skip
-            q1r, q2r, cur_shift = _query_for_tile(
-                q1, q2, q1r, q2r, cur_shift, sees, shift, freq, qk_scale, dtype, ROTATE_EVERY_TILE
-            )
+            if ROPE_TABLE:
+                q1r, q2r = _rotate_from_table(
+                    q1, q2, CosSin, meta_row + entry, sees, c_h, h_ok, qk_scale, dtype, ROT_HALF
+                )
+            else:
+                q1r, q2r, cur_shift = _query_for_tile(
+                    q1, q2, q1r, q2r, cur_shift, sees, shift, freq, qk_scale, dtype, ROTATE_EVERY_TILE
+                )
             m_i, l_i, acc = _attend_tile(
                 q1r, q2r, q_rest, k1, k2, k_rest, v, keys_ok, sees, limit, n_off, m_i, l_i, acc, BLOCK_M,
                 BLOCK_N, REST_PAD, dtype, DOT_UPCAST, DOT_PRECISION,
             )  # fmt: skip
             if TILES_PER_ITER == 2:
-                q1r, q2r, cur_shift = _query_for_tile(
-                    q1, q2, q1r, q2r, cur_shift, sees_b, shift_b, freq, qk_scale, dtype, ROTATE_EVERY_TILE
-                )
+                if ROPE_TABLE:
+                    q1r, q2r = _rotate_from_table(
+                        q1, q2, CosSin, meta_row + entry_b, sees_b, c_h, h_ok, qk_scale, dtype, ROT_HALF
+                    )
+                else:
+                    q1r, q2r, cur_shift = _query_for_tile(
+                        q1, q2, q1r, q2r, cur_shift, sees_b, shift_b, freq, qk_scale, dtype, ROTATE_EVERY_TILE
+                    )
                 m_i, l_i, acc = _attend_tile(
                     q1r, q2r, q_rest, k1_b, k2_b, k_rest_b, v_b, keys_ok_b, sees_b, limit_b, n_off, m_i, l_i,
                     acc, BLOCK_M, BLOCK_N, REST_PAD, dtype, DOT_UPCAST, DOT_PRECISION,
@@ -564,7 +608,15 @@ def shifted_attention_triton(
     num_tiles = num_entries * tiles_per_page
 
     rows = t_total * gqa
-    block_m = 64 if rows >= 64 else max(16, triton.next_power_of_2(rows))
+    # Row tiles, from the before/after sweep (bench/kernel_variants.py, H200, bench/RESULTS.md 2026-11-26):
+    # 16-row tiles with the cos/sin table beat one 32-row tile (Qwen2.5-7B 32k W=4: 39.1 vs 50.5 µs;
+    # Qwen2.5-14B 16k W=8 (40 rows): 55.6 vs 90.7) but lose to a full 64-row tile at 56 rows (Qwen2.5-7B
+    # 32k W=8: 68.8 vs 59.4): the extra programs re-read each KV tile, mostly from L2.
+    if cfg.max_block_m is None:
+        cap = 64 if rows > 48 else 16
+    else:
+        cap = max(16, min(64, cfg.max_block_m))
+    block_m = cap if rows >= cap else max(16, triton.next_power_of_2(rows))
     m_tiles = triton.cdiv(rows, block_m)
     programs = hkv * m_tiles
     if cfg.num_splits is not None:
@@ -590,7 +642,11 @@ def shifted_attention_triton(
     d_pad = triton.next_power_of_2(max(head_dim, 16))
     rot_half = inv_freq.shape[0]
     rest = head_dim - 2 * rot_half
+    # 8 warps for 32-row tiles (tried against the 255-register spills at 4 warps) measured slower on
+    # H200: Qwen2.5-7B 32k W=4 61.4 vs 50.5 µs, Llama-3.1-8B 32k W=8 114.9 vs 81.6 (bench/RESULTS.md).
     num_warps = cfg.num_warps or (8 if block_m >= 64 else 4)
+    rope_table = meta.shift_cos_sin is not None
+    dyn_tiles = meta.num_live_entries is not None
     _shifted_attention_split_kernel[(hkv, m_tiles, splits)](
         query,
         key_pages,
@@ -602,6 +658,8 @@ def shifted_attention_triton(
         _int32(meta.query_group, device),
         _int32(meta.query_pos, device),
         inv_freq.to(device=device, dtype=torch.float32).contiguous(),
+        meta.shift_cos_sin if rope_table else inv_freq,
+        meta.num_live_entries if dyn_tiles else meta.page_len,
         part_out,
         part_lse,
         rows,
@@ -637,6 +695,8 @@ def shifted_attention_triton(
         # The Triton 3.9 CPU interpreter returns garbage from tl.dot on bf16 operands (seen here, not on
         # fp16/fp32): there, operands are upcast to fp32, which is exact and keeps fp32 accumulation.
         DOT_UPCAST=_INTERPRETING and query.dtype == torch.bfloat16,
+        ROPE_TABLE=rope_table,
+        DYN_TILES=dyn_tiles,
         num_warps=num_warps,
         num_stages=cfg.num_stages,
     )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hogwild_kernels import shifted_attention_reference
+from hogwild_kernels import ShiftedAttentionMetadata, shifted_attention_reference
+from hogwild_kernels.metadata import with_shift_table
 from hogwild_kernels.triton_attention import AttentionWorkspace, LaunchConfig, shifted_attention_triton
 from metadata_factory import brute_force_attention, combined_layout_views, random_case
 
@@ -115,6 +116,50 @@ def test_prefill_tiles_over_queries():
     case = random_case([9, 150], [[0, 1]], [150], page_size=16, gqa=2, device=DEVICE, seed=11)
     _check(case)
     _check(case, LaunchConfig(num_splits=3, live_mode=2))
+
+
+def _padded(meta: ShiftedAttentionMetadata, extra: int) -> ShiftedAttentionMetadata:
+    """``meta`` with ``extra`` padding entries (invisible to all) and the live-entry count set."""
+    g, e = meta.entry_pos.shape
+    dev = meta.page_ids.device
+
+    def grow(x: torch.Tensor, fill: int) -> torch.Tensor:
+        pad = torch.full((*x.shape[:-1], extra), fill, dtype=x.dtype, device=dev)
+        return torch.cat([x, pad], dim=-1)
+
+    return ShiftedAttentionMetadata(
+        page_ids=grow(meta.page_ids, 0),
+        page_len=grow(meta.page_len, 1),
+        entry_pos=grow(meta.entry_pos, -1),
+        entry_shift=grow(meta.entry_shift, 0),
+        query_group=meta.query_group,
+        query_pos=meta.query_pos,
+        group_query_start=meta.group_query_start,
+        max_queries_per_group=meta.max_queries_per_group,
+        num_live_entries=torch.tensor([e], dtype=torch.int32, device=dev),
+    )
+
+
+@pytest.mark.parametrize("splits", [1, 3, 8])
+@pytest.mark.parametrize("table", [False, True])
+def test_shift_table_and_padded_entry_capacity(splits, table):
+    """The per-forward cos/sin table and a padded entry capacity (CUDA-graph buckets) change nothing."""
+    case = _combined(3, gqa=2, rotary_dim=16, seed=31, invisible_entries=1)
+    ref = shifted_attention_reference(*case.args())
+    meta = _padded(case.meta, extra=7)
+    if table:
+        meta = with_shift_table(meta, case.inv_freq)
+    args = (case.query, case.key_pages, case.value_pages, meta, case.inv_freq, case.scale)
+    out = shifted_attention_triton(*args, config=LaunchConfig(num_splits=splits))
+    torch.testing.assert_close(out, ref, **TOL[case.query.dtype])
+    torch.testing.assert_close(shifted_attention_reference(*args), ref, **TOL[case.query.dtype])
+
+
+@pytest.mark.parametrize("max_block_m", [16, 32])
+def test_rows_split_over_programs(max_block_m):
+    """More query rows than ``max_block_m``: several programs per KV head read the same tiles."""
+    case = _combined(5, gqa=4, rotary_dim=16, seed=41)
+    _check(case, LaunchConfig(num_splits=2, max_block_m=max_block_m))
 
 
 def test_workspace_reuse_matches_fresh_buffers():

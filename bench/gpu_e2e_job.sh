@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One GPU session for the decode path: install the carried wheels (CI's transformers), kernel and
+# graph-decode tests on CUDA, kernel before/after variants, then the end-to-end decode benchmark.
+# Usage: bench/gpu_e2e_job.sh OUTDIR STAGES [e2e args...]   (STAGES: any of tests,variants,kernel,e2e)
+set -uo pipefail
+out=$1
+stages=$2
+shift 2
+cd "$(dirname "$0")/.."
+if ls wheels/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        wheels/*.whl >"$out/pip.log" 2>&1 || { echo "pip install failed"; tail -5 "$out/pip.log"; }
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=${PYTHONPATH:-}:$PWD:$PWD/kernels:$PWD/tests/kernels PYTHONUNBUFFERED=1
+py=python3
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total --format=csv,noheader
+$py -c "import torch, triton, transformers, hogwild_agents; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
+
+if [[ $stages == *tests* ]]; then
+    timeout 150 $py -m pytest tests/kernels tests/engine/test_graph_decode.py -q -rs -s -p no:cacheprovider \
+        >"$out/pytest.log" 2>&1
+    echo "pytest exit $?"
+    grep -E "relative error|graph vs eager|passed|failed|FAILED|Error" "$out/pytest.log" | head -30
+fi
+if [[ $stages == *variants* ]]; then
+    timeout 150 $py bench/kernel_variants.py --reps 20 --out "$out/variants.md" >"$out/variants.log" 2>&1
+    echo "variants exit $?"
+    grep -E "failed" "$out/variants.log" | head -5
+    cat "$out/variants.md" 2>/dev/null
+fi
+if [[ $stages == *kernel* ]]; then
+    timeout 240 $py bench/kernel.py --models qwen2.5-7b,llama-3.1-8b,qwen2.5-14b --skip-baselines --reps 20 \
+        --results "$out/RESULTS_kernel.md" ${KERNEL_ARGS:-} >"$out/kernel.log" 2>&1
+    echo "kernel exit $?"
+    tail -20 "$out/kernel.log"
+fi
+if [[ $stages == *e2e* ]]; then
+    timeout ${E2E_TIMEOUT:-300} $py bench/e2e.py --jsonl "$out/e2e.jsonl" --md "$out/e2e.md" "$@" >"$out/e2e.log" 2>&1
+    echo "e2e exit $?"
+    grep -E "Error|error|Traceback" "$out/e2e.log" | head -10
+    sed -n '/^e2e /,$p' "$out/e2e.log" | tail -60
+fi

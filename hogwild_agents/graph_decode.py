@@ -1,0 +1,254 @@
+"""Decode steps replayed as CUDA graphs: one captured model forward per (workers, entries) bucket.
+
+A decode forward (every group feeds exactly one token) always has the same shape for a given number of
+groups ``G`` and view entries ``E``, so it is captured once and replayed. Everything that changes from
+step to step lives in static device buffers that the graph reads:
+
+- one packed ``int32`` buffer (token ids, block-local positions, slots, query view positions, the live
+  entry count, page ids and lengths, and the ``[G, E]`` entry positions and shifts), filled on the host
+  in a pinned twin and sent with **one** host-to-device copy per step;
+- the logits ``[G, V] float32`` and the greedy tokens ``[G]``, written by the graph.
+
+Buckets are powers of two in ``G`` and ``E``. Padding groups feed token 0 at position 0, write their
+K/V to a scratch page nobody reads, and see nothing (``entry_pos = -1``); padding entries are invisible
+to every group and the kernel spreads only the live entries over its splits (``num_live_entries``), so
+a bucket twice too large costs no extra KV traffic. Chunk forwards (prompt, headers, tool results) stay
+eager. The paged store is allocated once and never moves, so its addresses are baked into the graphs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from hogwild_kernels import ShiftedAttentionMetadata
+from hogwild_kernels.metadata import shift_table
+
+from .attention import ForwardContext, HogwildCacheAdapter, forward_context
+from .cache import PagedKVStore
+from .plan import ForwardPlan, HostPlan, WriteGroup, build_host_plan
+
+__all__ = ["GraphDecoder"]
+
+MIN_ENTRIES = 16  # smallest entry bucket (a bucket per power of two above it)
+
+
+def _bucket(n: int, floor: int = 1) -> int:
+    return max(floor, 1 << max(0, n - 1).bit_length())
+
+
+@dataclass(slots=True)
+class _Layout:
+    """Offsets of the fields inside the packed int32 step buffer of one bucket."""
+
+    groups: int
+    entries: int
+
+    @property
+    def size(self) -> int:
+        return 4 * self.groups + 1 + 2 * self.entries + 2 * self.groups * self.entries
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named views of ``flat`` (host or device), all sharing its storage."""
+        g, e = self.groups, self.entries
+        sizes = [
+            ("tokens", g),
+            ("positions", g),
+            ("slots", g),
+            ("query_pos", g),
+            ("num_live", 1),
+            ("page_ids", e),
+            ("page_len", e),
+            ("entry_pos", g * e),
+            ("entry_shift", g * e),
+        ]
+        out: dict[str, torch.Tensor] = {}
+        start = 0
+        for name, n in sizes:
+            out[name] = flat[start : start + n]
+            start += n
+        out["entry_pos"] = out["entry_pos"].view(g, e)
+        out["entry_shift"] = out["entry_shift"].view(g, e)
+        return out
+
+
+class _CapturedStep:
+    """Static buffers, the captured graph and its outputs for one ``(groups, entries)`` bucket."""
+
+    def __init__(self, layout: _Layout, device: torch.device, rot_dims: int, shift_cos_sin: bool) -> None:
+        g, e = layout.groups, layout.entries
+        self.layout = layout
+        self.host = torch.zeros(layout.size, dtype=torch.int32, pin_memory=True)
+        self.device_flat = torch.zeros(layout.size, dtype=torch.int32, device=device)
+        self.host_views = {k: v.numpy() for k, v in layout.views(self.host).items()}
+        dev = layout.views(self.device_flat)
+        self.ids_pos_slots = torch.zeros(3 * g, dtype=torch.long, device=device)  # int64 copies, in-graph
+        meta = ShiftedAttentionMetadata(
+            page_ids=dev["page_ids"],
+            page_len=dev["page_len"],
+            entry_pos=dev["entry_pos"],
+            entry_shift=dev["entry_shift"],
+            query_group=torch.arange(g, dtype=torch.int32, device=device),
+            query_pos=dev["query_pos"],
+            group_query_start=torch.arange(g + 1, dtype=torch.int32, device=device),
+            max_queries_per_group=1,
+            num_live_entries=dev["num_live"],
+            shift_cos_sin=torch.zeros(g, e, rot_dims, device=device) if shift_cos_sin else None,
+        )
+        self.plan = ForwardPlan(
+            input_ids=self.ids_pos_slots[:g].view(1, g),
+            position_ids=self.ids_pos_slots[g : 2 * g].view(1, g),
+            slot_mapping=self.ids_pos_slots[2 * g :],
+            meta=meta,
+            last_token_index=torch.arange(g, dtype=torch.long, device=device),
+        )
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.copied = torch.cuda.Event()  # the pinned buffer may be rewritten once this has passed
+        self.logits: torch.Tensor | None = None  # [G, V] float32, written by the graph
+        self.tokens: torch.Tensor | None = None  # [G] int64 greedy picks, written by the graph
+
+    def fill(self, plan: HostPlan | None, scratch_slot: int) -> None:
+        """Write ``plan`` (or an all-padding step when ``None``) into the pinned host buffer."""
+        h = self.host_views
+        n = 0 if plan is None else len(plan.tokens)
+        e = 0 if plan is None else plan.num_entries
+        h["tokens"][n:] = 0
+        h["positions"][n:] = 0
+        h["slots"][n:] = scratch_slot
+        h["query_pos"][n:] = 0
+        h["num_live"][0] = e
+        h["page_ids"][e:] = 0
+        h["page_len"][e:] = 1
+        h["entry_pos"][:] = -1
+        h["entry_shift"][:] = 0
+        if plan is not None:
+            h["tokens"][:n] = plan.tokens
+            h["positions"][:n] = plan.positions
+            h["slots"][:n] = plan.slots
+            h["query_pos"][:n] = plan.query_pos
+            h["page_ids"][:e] = plan.page_ids
+            h["page_len"][:e] = plan.page_len
+            h["entry_pos"][:n, :e] = plan.entry_pos
+            h["entry_shift"][:n, :e] = plan.entry_shift
+
+
+class GraphDecoder:
+    """Runs decode forwards of a :class:`~hogwild_agents.runner.ModelRunner` through captured CUDA graphs.
+
+    The runner asks :meth:`accepts` for every forward; accepted ones go through :meth:`forward`, the
+    others run eagerly. Graphs are captured lazily, the first time a bucket is needed (capture time is
+    reported in :attr:`capture_seconds`).
+
+    Example:
+        >>> decoder = GraphDecoder(runner)  # doctest: +SKIP
+        >>> logits = decoder.forward(groups, forward_index)  # [G, V] float32  # doctest: +SKIP
+
+    """
+
+    def __init__(
+        self, runner: object, *, max_groups: int = 16, shift_cos_sin: bool = False, scratch_page: int
+    ) -> None:
+        """Prepare graph capture for ``runner`` (a ModelRunner whose store keeps ``scratch_page`` aside).
+
+        Args:
+            runner: the owning :class:`~hogwild_agents.runner.ModelRunner`.
+            max_groups: most groups a captured decode step serves (larger forwards run eagerly).
+            shift_cos_sin: build the per-step cos/sin table of the shifts once, in the graph, for the
+                kernel to read (instead of evaluating sin/cos per tile).
+            scratch_page: a store page owned by no block, where padding groups write their K/V.
+
+        """
+        self.runner = runner
+        self.store: PagedKVStore = runner.store  # type: ignore[attr-defined]
+        self.model: torch.nn.Module = runner.model  # type: ignore[attr-defined]
+        self.device: torch.device = runner.device  # type: ignore[attr-defined]
+        self.inv_freq: torch.Tensor = runner.geometry.inv_freq.to(self.device)  # type: ignore[attr-defined]
+        self.cache_kwarg: str = runner._cache_kwarg  # type: ignore[attr-defined]
+        self.max_groups = max_groups
+        self.shift_cos_sin = shift_cos_sin
+        self.scratch_slot = scratch_page * self.store.page_size
+        self.capture_seconds = 0.0
+        self._steps: dict[tuple[int, int], _CapturedStep] = {}
+        self._pool = torch.cuda.graph_pool_handle()
+        self._cache = HogwildCacheAdapter()
+
+    def accepts(self, groups: list[WriteGroup], all_logits: bool) -> bool:
+        """Whether this forward is a decode step the graphs serve (one token per group, few groups)."""
+        return (
+            not all_logits
+            and 0 < len(groups) <= self.max_groups
+            and all(len(g.token_ids) == 1 for g in groups)
+        )
+
+    def forward(self, groups: list[WriteGroup]) -> torch.Tensor:
+        """Replay the decode step for ``groups`` (tokens already reserved); ``[G, V] float32`` logits."""
+        step = self._prepare(groups)
+        assert step.logits is not None
+        return step.logits[: len(groups)].clone()
+
+    def forward_greedy(self, groups: list[WriteGroup]) -> list[int]:
+        """Replay the decode step and return each group's argmax token (one device-to-host copy)."""
+        step = self._prepare(groups)
+        assert step.tokens is not None
+        return step.tokens[: len(groups)].tolist()
+
+    def _prepare(self, groups: list[WriteGroup]) -> _CapturedStep:
+        plan = build_host_plan(self.store, groups)
+        key = (_bucket(len(groups)), _bucket(plan.num_entries, MIN_ENTRIES))
+        step = self._steps.get(key) or self._capture(*key)
+        step.copied.synchronize()  # the previous step's copy out of the pinned buffer is done
+        step.fill(plan, self.scratch_slot)
+        step.device_flat.copy_(step.host, non_blocking=True)
+        step.copied.record()
+        assert step.graph is not None
+        step.graph.replay()
+        return step
+
+    def _body(self, step: _CapturedStep) -> None:
+        """Run the captured work: widen ids, build the shift table, run the model, take logits and argmax."""
+        g = step.layout.groups
+        step.ids_pos_slots.copy_(step.device_flat[: 3 * g])
+        meta = step.plan.meta
+        if meta.shift_cos_sin is not None:
+            shift_table(meta.entry_shift, self.inv_freq, out=meta.shift_cos_sin)
+        ctx = ForwardContext(self.store, step.plan, self.inv_freq, "triton")
+        with forward_context(ctx):
+            out = self.model(
+                input_ids=step.plan.input_ids,
+                position_ids=step.plan.position_ids,
+                use_cache=True,
+                logits_to_keep=0,
+                **{self.cache_kwarg: self._cache},
+            )
+        logits = out.logits[0]
+        if step.logits is None:
+            step.logits = torch.empty(logits.shape, dtype=torch.float32, device=self.device)
+            step.tokens = torch.empty(g, dtype=torch.long, device=self.device)
+        step.logits.copy_(logits)
+        assert step.tokens is not None
+        torch.argmax(step.logits, dim=-1, out=step.tokens)
+
+    @torch.no_grad()
+    def _capture(self, groups: int, entries: int) -> _CapturedStep:
+        """Allocate a bucket's buffers, warm up eagerly (Triton compiles), then capture the step."""
+        t0 = time.perf_counter()
+        step = _CapturedStep(
+            _Layout(groups, entries), self.device, 2 * self.inv_freq.shape[0], self.shift_cos_sin
+        )
+        step.fill(None, self.scratch_slot)  # an all-padding step: writes only the scratch page
+        step.device_flat.copy_(step.host)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._body(step)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self._body(step)
+        torch.cuda.synchronize(self.device)
+        step.graph = graph
+        self._steps[(groups, entries)] = step
+        self.capture_seconds += time.perf_counter() - t0
+        return step

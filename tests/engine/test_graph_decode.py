@@ -1,0 +1,118 @@
+"""CUDA-graph decode: replayed decode steps give the eager path's logits (same kernel), step after step.
+
+Skipped on CPU: CUDA graphs need a CUDA device (the eager path is covered by test_exactness.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import tiny_model
+
+from hogwild_agents.layouts import SharedLayoutState, build_view
+from hogwild_agents.plan import WriteGroup
+from hogwild_agents.runner import ModelRunner
+
+CUDA = torch.cuda.is_available()
+pytestmark = pytest.mark.skipif(
+    not CUDA, reason="CUDA graphs need a CUDA device; the eager path is covered by test_exactness.py"
+)
+
+
+class Driver:
+    """One runner fed a fixed script: prompt and headers, ragged chunks, decodes, commits."""
+
+    def __init__(self, runner: ModelRunner, workers: int, seed: int):
+        self.runner = runner
+        self.store = runner.store
+        self.workers = workers
+        self.gen = torch.Generator().manual_seed(seed)
+        self.forward_index = 0
+        self.decode_logits: list[torch.Tensor] = []
+
+    def tokens(self, n: int) -> list[int]:
+        return torch.randint(0, 512, (n,), generator=self.gen).tolist()
+
+    def step(self, groups: list[WriteGroup]) -> torch.Tensor:
+        logits = self.runner.forward(groups, self.forward_index)
+        self.forward_index += 1
+        if all(len(g.token_ids) == 1 for g in groups):
+            self.decode_logits.append(logits.clone())
+        return logits
+
+    def run(self, decodes: int = 6) -> None:
+        s = self.store
+        prompt = s.new_block("prompt", "prompt").id
+        state = SharedLayoutState(prompt=prompt, current=[None] * self.workers)
+        state.others_header = s.new_block("header", "h").id
+        state.separator = s.new_block("header", "sep").id
+        state.own_header = s.new_block("header", "own").id
+        self.step(
+            [WriteGroup("prompt", prompt, self.tokens(37), [prompt])]
+            + [
+                WriteGroup("header", b, self.tokens(2 + i), [prompt, b])
+                for i, b in enumerate((state.others_header, state.separator, state.own_header))
+            ]
+        )
+        for w in range(self.workers):
+            state.current[w] = s.new_block(f"w{w}", "step").id
+
+        def groups(chunk: dict[int, int]) -> list[WriteGroup]:
+            return [
+                WriteGroup(
+                    f"w{w}",
+                    state.current[w],
+                    self.tokens(chunk.get(w, 1)),
+                    build_view("combined", state, w, state.current[w]),
+                )
+                for w in range(self.workers)
+            ]
+
+        self.step(groups({w: 1 + w % 3 for w in range(self.workers)}))
+        for _ in range(decodes):
+            self.step(groups({}))
+        for committer in range(min(2, self.workers)):
+            state.history.append(state.current[committer])
+            state.current[committer] = s.new_block(f"w{committer}", "step").id
+            self.step(groups({committer: 3}))
+            for _ in range(decodes):
+                self.step(groups({}))
+        # a long decode run, so the entry count crosses bucket boundaries
+        for _ in range(40):
+            self.step(groups({}))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_graph_decode_matches_eager(workers, dtype):
+    model = tiny_model("qwen2").to(device="cuda", dtype=dtype)
+    graphed = ModelRunner(model, page_size=4, max_cache_tokens=2048, cuda_graphs=True)
+    eager = ModelRunner(model, page_size=4, max_cache_tokens=2048, cuda_graphs=False)
+    assert graphed.graphs is not None and eager.graphs is None
+    a, b = Driver(graphed, workers, seed=workers), Driver(eager, workers, seed=workers)
+    a.run()
+    b.run()
+    assert len(graphed.graphs._steps) >= 2, "several (workers, entries) buckets should have been captured"
+    assert len(a.decode_logits) == len(b.decode_logits) > 50
+    tol = 1e-5 if dtype == torch.float32 else 5e-2  # relative to the largest logit
+    pairs = list(zip(a.decode_logits, b.decode_logits, strict=True))
+    worst = max(((x - y).abs().max() / y.abs().max()).item() for x, y in pairs)
+    print(f"graph vs eager, W={workers} {dtype}: max relative logit diff {worst:.2e} over {len(pairs)} steps")
+    assert worst <= tol
+    for x, y in zip(a.decode_logits, b.decode_logits, strict=True):
+        assert torch.equal(x.argmax(-1), y.argmax(-1)) or dtype != torch.float32
+
+
+def test_graph_greedy_tokens_are_the_argmax_of_its_logits():
+    model = tiny_model("qwen2").to("cuda")
+    runner = ModelRunner(model, page_size=4, max_cache_tokens=512, cuda_graphs=True)
+    s = runner.store
+    prompt = s.new_block("prompt", "prompt").id
+    runner.forward([WriteGroup("p", prompt, list(range(1, 20)), [prompt])], 0)
+    blocks = [s.new_block(f"w{w}", "step").id for w in range(3)]
+    groups = [WriteGroup(f"w{w}", b, [5 + w], [prompt, b]) for w, b in enumerate(blocks)]
+    runner.reserve(groups, 1)
+    assert runner.graphs is not None
+    picks = runner.graphs.forward_greedy(groups)
+    step = next(iter(runner.graphs._steps.values()))
+    assert picks == step.logits[:3].argmax(-1).tolist()
