@@ -227,7 +227,6 @@ class Run:
 
         # Calls of the finisher end its turn: their results come in the template's tool-turn wrapper.
         self._finisher_results = "".join(fmt.render_result_block(result(c)) for w, c in self._returned if w is None)
-        self.usage.fed_tokens += len(self._encode(self._finisher_results))
         for worker in self.workers:
             mine = [call for owner, call in self._returned if owner is worker]
             if mine:
@@ -491,7 +490,7 @@ class Run:
 
     # ------------------------------------------------------------------ result
     def _record_blocks(self) -> None:
-        for block in self.store.blocks.values():
+        for block in (self.store.blocks[b] for b in self.block_ids if b in self.store.blocks):
             self.trace.blocks[block.id] = BlockRecord(
                 block.id, block.author, block.kind, list(block.token_ids), list(block.written_at)
             )

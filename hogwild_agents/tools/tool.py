@@ -98,7 +98,11 @@ class Tool(BaseModel):
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON schema of the arguments object.",
     )
-    func: Callable[..., Any] = Field(exclude=True, description="Sync or async callable run with **arguments.")
+    func: Callable[..., Any] | None = Field(
+        default=None,
+        exclude=True,
+        description="Sync or async callable run with **arguments; None for a schema-only tool (return mode).",
+    )
     timeout_s: float | None = Field(default=None, gt=0, description="Per-call timeout; None for no limit.")
 
     _validator: Any = PrivateAttr(default=None)
@@ -117,7 +121,7 @@ class Tool(BaseModel):
     @pydantic.field_validator("func", mode="before")
     @classmethod
     def _check_func(cls, value: Any) -> Any:
-        if not callable(value):
+        if value is not None and not callable(value):
             raise TypeError(f"Tool.func must be callable, got {type(value).__name__}")
         return value
 
@@ -136,6 +140,8 @@ class Tool(BaseModel):
     @property
     def is_async(self) -> bool:
         """Whether calling ``func`` returns an awaitable (``async def`` functions and callables)."""
+        if self.func is None:
+            return False
         call = getattr(self.func, "__call__", None)  # noqa: B004 - async __call__ of callable objects
         return inspect.iscoroutinefunction(self.func) or inspect.iscoroutinefunction(call)
 
