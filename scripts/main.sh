@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up everything (scripts/setup.sh) and run the main job: several workers with a calculator tool on the
+# default real model, on GPU if there is one, else CPU. Extra arguments go to `hogwild run`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+TASK=${TASK:-"A shop sells pens at 3 dollars and notebooks at 7 dollars. Ana buys 4 pens and 5 notebooks. How much does she pay? Use the calculator."}
+exec .venv/bin/hogwild run "$TASK" --workers 2 --tool calculator "$@"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up everything (scripts/setup.sh) and run the whole test suite on CPU (CI runs exactly this).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh || exit 1
+# tmux drives the CLI's live view in a real terminal; the test skips (with the reason) if it cannot be had.
+command -v tmux >/dev/null || (apt-get install -y -q tmux >/dev/null 2>&1 || \
+  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q tmux >/dev/null 2>&1)) || true
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing on purpose" >&2
+  exit 1
+fi
+exit "$rc"
