@@ -46,7 +46,7 @@ _REFRESH_S = 0.1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser of the ``hogwild`` command (``run`` and ``info``)."""
+    """Build the argument parser of the ``hogwild`` command (``run``, ``info`` and ``eval``)."""
     parser = argparse.ArgumentParser(
         prog="hogwild",
         description="Several workers of one language model writing in parallel over one shared KV cache.",
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show the device, attention path, versions and model")
     info.add_argument("--model", help="model to describe (default: packaged Qwen 0.5B)")
     info.add_argument("--json", action="store_true", help="print the information as JSON")
+    _add_eval_parser(sub)
     return parser
 
 
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _cmd_info(args, out)
+        if args.command == "eval":
+            return _cmd_eval(args, argv, out)
         return _cmd_run(args, out, err)
     except KeyboardInterrupt:
         err.print("[yellow]Interrupted.[/]")
@@ -324,6 +327,26 @@ def _cmd_info(args: argparse.Namespace, out: Console) -> int:
     for key, value in defaults.items():
         config.add_row(key, json.dumps(value) if not isinstance(value, str) else value)
     out.print(Panel(config, title="default HogwildConfig", border_style="dim"))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def _add_eval_parser(sub: Any) -> None:
+    """Register ``hogwild eval`` (options in :mod:`hogwild_agents.evaluation.command`)."""
+    from .evaluation.command import add_eval_arguments
+
+    parser = sub.add_parser("eval", help="accuracy vs forward budget on seeded task sets (W=1 vs Hogwild)")
+    add_eval_arguments(parser)
+
+
+def _cmd_eval(args: argparse.Namespace, argv: list[str] | None, out: Console) -> int:
+    from .evaluation.command import run_eval_command
+
+    _quiet_transformers()
+    files = run_eval_command(args, argv)
+    out.print((args.out / "results.md").read_text(), soft_wrap=True, markup=False)
+    for kind, path in files.items():
+        out.print(f"[dim]{kind}:[/] {path}")
     return EXIT_OK
 
 
