@@ -19,6 +19,7 @@ Test hook: ``--model hogwild-test:tiny-random-qwen2`` uses a tiny random model w
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import signal
 import sys
@@ -164,6 +165,9 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
             engine = _load_engine(args.model, args.workers)
     else:
         engine = _load_engine(args.model, args.workers)
+    if not engine.parallel.is_leader:  # under torchrun rank 0 shows the run; the other ranks follow silently
+        out = err = Console(file=io.StringIO())
+        live = False
     overrides = _overrides(args)
     cfg = engine.config.with_overrides(**overrides)
     progress = RunProgress.for_workers(cfg.names, cfg.max_forwards)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .config import HogwildConfig
+from .distributed import SINGLE_PROCESS, ParallelContext
 from .errors import InvalidRequestError
 from .events import Event, FinishedEvent
 from .prompts import render_prompt
@@ -50,6 +51,15 @@ def _normalize_messages(messages: Messages) -> list[dict[str, Any]]:
     return out
 
 
+def _tp_plan_kwargs() -> dict[str, Any]:
+    """``from_pretrained`` arguments applying the model's own tensor-parallel plan over all ranks."""
+    try:
+        from transformers.distributed import DistributedConfig
+    except ImportError:  # transformers before DistributedConfig took the plan directly
+        return {"tp_plan": "auto"}
+    return {"distributed_config": DistributedConfig(tp_plan="auto")}
+
+
 class HogwildEngine:
     """Runs ``workers`` instances of one causal LM in parallel over one shared, paged KV cache.
 
@@ -62,13 +72,25 @@ class HogwildEngine:
         >>> engine.run("What is 12 + 7? Then add 5.").answer  # doctest: +SKIP
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, config: HogwildConfig | None = None, **overrides: Any):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        config: HogwildConfig | None = None,
+        *,
+        parallel: ParallelContext = SINGLE_PROCESS,
+        **overrides: Any,
+    ):
         """Wrap an already loaded ``model`` and ``tokenizer``.
 
         Args:
             model: a Hugging Face causal LM of a supported family (see ``support.SUPPORTED_FAMILIES``).
             tokenizer: its tokenizer (with a chat template for chat use).
             config: engine configuration; ``overrides`` are applied on top and validated.
+            parallel: the tensor-parallel group ``model`` is sharded over (set by :meth:`from_pretrained`
+                under ``torchrun``). Every rank then runs the same requests in lockstep; rank 0 samples and
+                runs tools, and only its events and results are meant to be consumed.
+            **overrides: :class:`HogwildConfig` fields applied on top of ``config``.
 
         Raises:
             UnsupportedModelError: the model's attention cannot be served exactly (the message says why).
@@ -77,6 +99,7 @@ class HogwildEngine:
         self.config = (config or HogwildConfig()).with_overrides(**overrides)
         self.model = model
         self.tokenizer = tokenizer
+        self.parallel = parallel
         self.runner = ModelRunner(
             model,
             page_size=self.config.page_size,
@@ -84,6 +107,7 @@ class HogwildEngine:
             attention_backend=self.config.attention_backend,
             cuda_graphs=self.config.cuda_graphs,
             trust_model_support=self.config.trust_model_support,
+            parallel=parallel,
         )
         self.eos_token_ids = self._eos_ids()
         self._lock = threading.RLock()
@@ -133,6 +157,11 @@ class HogwildEngine:
             device: ``"cuda"``, ``"cpu"``...; defaults to CUDA when available.
             dtype: weights dtype; defaults to bfloat16.
             **config: any :class:`HogwildConfig` field.
+
+        Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is loaded with its tensor-parallel plan, one GPU
+        per rank (``device`` is ignored), and every rank must then make the same calls on the engine::
+
+            torchrun --nproc-per-node 2 -m hogwild_agents.cli run "..." --workers 4
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -143,10 +172,14 @@ class HogwildEngine:
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16).to(device)
+        parallel = ParallelContext.from_environment()
+        if parallel.enabled:  # heads and MLP columns split over the ranks, full logits on each
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16, **_tp_plan_kwargs())
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16).to(device)
         if workers is not None:
             config["workers"] = workers
-        return cls(model, tokenizer, HogwildConfig(**config))
+        return cls(model, tokenizer, HogwildConfig(**config), parallel=parallel)
 
     def _eos_ids(self) -> frozenset[int]:
         ids: set[int] = set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +69,9 @@ class Run:
         self.runner = engine.runner
         self.store = engine.runner.store
         self.texts = texts
-        self.sampler = Sampler(config.temperature, config.top_p, config.top_k, config.seed, self.runner.device)
+        self.sampler = Sampler(
+            config.temperature, config.top_p, config.top_k, config.seed, self.runner.device, self.runner.parallel
+        )
         self.trace = Trace()
         self.usage = Usage()
         self.forward_index = 0
@@ -323,10 +324,8 @@ class Run:
             yield from self._collect_results()
             active = [w for w in self._active() if w.pending]
             if not active:
-                waiting = self.tools.pending_futures()
-                if not waiting:
+                if not self.tools.wait_for_results():
                     return "all_stopped"
-                wait(waiting, return_when=FIRST_COMPLETED)
                 continue
             groups = [WriteGroup(w.name, w.block, w.pending, self._view(w.index, w.block)) for w in active]
             reason = self._budget_reason(groups)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import torch
@@ -10,11 +11,29 @@ from hogwild_kernels.metadata import with_shift_table
 
 from .attention import ATTENTION_NAME, ForwardContext, HogwildCacheAdapter, forward_context
 from .cache import PagedKVStore
+from .distributed import SINGLE_PROCESS, ParallelContext
+from .errors import UnsupportedModelError
 from .graph_decode import GraphDecoder
 from .plan import ForwardPlan, WriteGroup, plan_forward
 from .support import ModelGeometry, inspect_model
 
 __all__ = ["ModelRunner"]
+
+
+def _local_geometry(geometry: ModelGeometry, parallel: ParallelContext) -> ModelGeometry:
+    """The geometry one rank sees: ``Hkv / world`` KV heads (and ``Hq / world`` query heads).
+
+    Column-wise sharded ``q_proj``/``k_proj``/``v_proj`` give each rank whole heads; the GQA group size is
+    unchanged, so the attention kernel runs as is on the rank's share of the store.
+    """
+    if not parallel.enabled:
+        return geometry
+    if geometry.num_kv_heads % parallel.world_size:
+        raise UnsupportedModelError(
+            f"the model has {geometry.num_kv_heads} KV heads, which do not split over {parallel.world_size} "
+            "tensor-parallel ranks; use a world size that divides the KV head count"
+        )
+    return dataclasses.replace(geometry, num_kv_heads=geometry.num_kv_heads // parallel.world_size)
 
 
 class ModelRunner:
@@ -29,6 +48,7 @@ class ModelRunner:
         attention_backend: str = "auto",
         trust_model_support: bool = False,
         cuda_graphs: bool = True,
+        parallel: ParallelContext = SINGLE_PROCESS,
     ) -> None:
         """Prepare ``model`` for the engine and allocate the shared store (once, for the runner's life).
 
@@ -39,9 +59,14 @@ class ModelRunner:
             attention_backend: ``"auto"``, ``"triton"`` or ``"reference"``.
             trust_model_support: skip the model-family allow-list.
             cuda_graphs: replay decode forwards as CUDA graphs (CUDA and the Triton backend only).
+            parallel: the tensor-parallel group ``model`` is sharded over (its tensor-parallel plan applied):
+                the store then holds this rank's share of the KV heads.
 
+        Raises:
+            UnsupportedModelError: the model cannot be served, or its KV heads do not split evenly.
         """
-        self.geometry: ModelGeometry = inspect_model(model, trust_model_support)
+        self.parallel = parallel
+        self.geometry: ModelGeometry = _local_geometry(inspect_model(model, trust_model_support), parallel)
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
@@ -49,6 +74,7 @@ class ModelRunner:
         model.eval()
         use_graphs = (
             cuda_graphs
+            and not parallel.enabled  # the sharded forward's collectives are not captured (yet)
             and self.device.type == "cuda"
             and resolve_backend(attention_backend, self.device) == "triton"
         )

@@ -7,6 +7,8 @@ from typing import Protocol
 
 import torch
 
+from .distributed import SINGLE_PROCESS, ParallelContext
+
 __all__ = ["LogitsConstraint", "Sampler"]
 
 
@@ -27,7 +29,16 @@ class LogitsConstraint(Protocol):
 class Sampler:
     """Samples one token per row. Each writer has its own seeded generator, so runs are reproducible."""
 
-    def __init__(self, temperature: float, top_p: float, top_k: int, seed: int | None, device: torch.device):
+    def __init__(
+        self,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        seed: int | None,
+        device: torch.device,
+        parallel: ParallelContext = SINGLE_PROCESS,
+    ):
+        self.parallel = parallel  # tensor-parallel ranks all take rank 0's picks
         self.temperature = temperature
         self.top_p = top_p
         self.top_k = top_k
@@ -62,7 +73,21 @@ class Sampler:
             constraints: optional per-row constraint applied before sampling.
             suppress: optional per-row token ids that may not be sampled.
             greedy: per-row override forcing greedy decoding (the finisher is always greedy).
+
+        Returns:
+            One token id per row; under tensor parallelism rank 0's picks, broadcast to every rank (the
+            ranks' logits may differ in the last bits, their tokens may not).
         """
+        return self.parallel.broadcast_tokens(self._pick(logits, writers, constraints, suppress, greedy))
+
+    def _pick(
+        self,
+        logits: torch.Tensor,
+        writers: Sequence[str],
+        constraints: Sequence[LogitsConstraint | None] | None,
+        suppress: Sequence[torch.Tensor | None] | None,
+        greedy: Sequence[bool] | None,
+    ) -> list[int]:
         for row in range(logits.shape[0]):
             if suppress and suppress[row] is not None:
                 logits[row, suppress[row]] = float("-inf")

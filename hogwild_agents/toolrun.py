@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,7 @@ class ToolSession:
         self.by_name = {t.name: t for t in tools}
         self.cfg = cfg
         self.fmt = engine.tool_format if tools else None
+        self.parallel = engine.runner.parallel  # tools run on rank 0 only; their outcomes are broadcast
         choice = cfg.tool_choice
         if tools and choice not in ("auto", "none", "required", "any") and choice not in self.by_name:
             raise InvalidRequestError(
@@ -129,7 +130,9 @@ class ToolSession:
         """Start running ``call`` for ``worker`` (or answer at once with an error past the call budget)."""
         state = self._state(worker)
         future: Future[ToolOutcome]
-        if self.calls_made >= self.cfg.max_tool_calls:
+        if not self.parallel.is_leader:
+            future = Future()  # never runs here: rank 0 broadcasts the outcome (see ready())
+        elif self.calls_made >= self.cfg.max_tool_calls:
             future = Future()
             future.set_result(
                 ToolOutcome(call, f"Error: the limit of {self.cfg.max_tool_calls} tool calls per run is reached",
@@ -154,9 +157,12 @@ class ToolSession:
     def ready(self, worker: str) -> list[ToolOutcome] | None:
         """All outcomes of the worker's calls if every one is done (and forget them), else None."""
         state = self._state(worker)
-        if not all(future.done() for _, future in state.calling):
+        outcomes: list[ToolOutcome] | None = None
+        if self.parallel.is_leader and all(future.done() for _, future in state.calling):
+            outcomes = [future.result() for _, future in state.calling]
+        outcomes = self.parallel.broadcast_object(outcomes)
+        if outcomes is None:
             return None
-        outcomes = [future.result() for _, future in state.calling]
         state.calling.clear()
         for outcome in outcomes:
             self.log.append(
@@ -176,6 +182,13 @@ class ToolSession:
     def pending_futures(self) -> list[Future[ToolOutcome]]:
         """Every unfinished call of every worker."""
         return [f for s in self._workers.values() for _, f in s.calling if not f.done()]
+
+    def wait_for_results(self) -> bool:
+        """Block until a running call finishes; False if none was running (rank 0 decides for all)."""
+        waiting = self.pending_futures() if self.parallel.is_leader else []
+        if waiting:
+            wait(waiting, return_when=FIRST_COMPLETED)
+        return self.parallel.broadcast_object(bool(waiting))
 
     def result_text(self, outcomes: list[ToolOutcome]) -> str:
         """The text written into the caller's step after its call(s)."""
