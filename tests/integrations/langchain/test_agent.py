@@ -26,10 +26,22 @@ def subtract(a: int, b: int) -> int:
 
 
 def test_create_agent_adds_with_tools():
+    from langchain.agents.middleware import wrap_model_call
+
+    # With tool_choice="auto" the 0.5B model answers arithmetic from memory (and wrongly: it said 16575 for
+    # 1234 + 4321). The standard way to make an agent act is to force a tool on its first turn; the engine
+    # enforces tool_choice by constrained decoding, and the model picks the tool and arguments itself.
+    @wrap_model_call
+    def tool_first(request, handler):
+        if not any(isinstance(m, ToolMessage) for m in request.messages):
+            request = request.override(tool_choice="any")
+        return handler(request)
+
     agent = create_agent(
         ChatHogwild(**REAL_MODEL_PARAMS),
         tools=[add, subtract],
         system_prompt="You are a calculator. Use the tools for arithmetic, then state the result.",
+        middleware=[tool_first],
     )
     state = agent.invoke({"messages": [HumanMessage("What is 1234 + 4321?")]}, {"recursion_limit": 6})
     messages = state["messages"]
