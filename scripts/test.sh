@@ -8,7 +8,9 @@ bash scripts/setup.sh || exit 1
 # tmux drives the CLI's live view in a real terminal; the test skips (with the reason) if it cannot be had.
 command -v tmux >/dev/null || (apt-get install -y -q tmux >/dev/null 2>&1 || \
   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q tmux >/dev/null 2>&1)) || true
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Default selection: everything except the real-model variants beyond the CI subset (-m full_suite runs those).
+if [ "$#" -eq 0 ]; then set -- -m "not full_suite"; fi
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: failing on purpose" >&2

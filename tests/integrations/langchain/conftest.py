@@ -2,7 +2,8 @@
 
 Every real-model test here is marked ``real_model``. CI runs a subset of them (invoke, stream, async, tool
 calling, structured output, the agent loops); the rest of the standard integration suite is also marked
-``slow`` so that ``pytest -m "not slow"`` runs the subset and plain ``pytest`` runs everything.
+``full_suite`` so that ``pytest -m "not full_suite"`` (the README command) runs the subset and
+``pytest -m full_suite`` runs the rest.
 """
 
 from typing import Any
@@ -29,9 +30,9 @@ REAL_MODEL_PARAMS: dict[str, Any] = {"workers": 2, "max_forwards": 2, "max_answe
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the real-model LangChain tests outside the CI subset as ``slow``."""
+    """Mark the real-model LangChain tests outside the CI subset as ``full_suite`` (run on demand)."""
     here = str(config.rootpath / "tests" / "integrations" / "langchain")
     for item in items:
         if str(item.path).startswith(here) and item.get_closest_marker("real_model"):
             if item.name not in CI_SUBSET:
-                item.add_marker(pytest.mark.slow)
+                item.add_marker(pytest.mark.full_suite)

@@ -1,6 +1,6 @@
 """langchain-tests standard integration suite against the real Qwen2.5-Coder-0.5B-Instruct (CPU is enough).
 
-The whole class is ``real_model``; ``conftest.py`` marks the tests outside the CI subset ``slow``.
+The whole class is ``real_model``; ``conftest.py`` marks the tests outside the CI subset ``full_suite``.
 """
 
 from typing import Any
