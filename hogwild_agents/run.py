@@ -79,8 +79,13 @@ class Run:
         self.context_window = min(config.context_window or 10**9, self.runner.geometry.context_window)
         self.eos = engine.eos_token_ids
         self._suppress = self._suppressed_tokens()
-        # The finisher may write '#' (code, markdown) only when not constrained by a grammar anyway.
-        self._finisher_suppress = self._suppress if config.response_format is None else None
+        # The finisher never writes '#' header tokens (unless a grammar constrains it anyway); it may end.
+        hashes = self.engine.hash_token_ids if config.collaboration and config.ban_header_tokens else []
+        self._finisher_suppress = (
+            torch.tensor(hashes, device=self.runner.device, dtype=torch.long)
+            if hashes and config.response_format is None
+            else None
+        )
         self._finisher_ids = self._encode(texts.finisher) if config.use_finisher else []
         self._prompt_ids = self._encode(texts.prompt)
         self._check_prompt_fits()
@@ -108,6 +113,10 @@ class Run:
         ids: list[int] = []
         if self.cfg.collaboration and self.cfg.ban_header_tokens:
             ids.extend(self.engine.hash_token_ids)
+        if self.cfg.collaboration:
+            # As in the paper, collaborating workers cannot end the turn: the run ends through a final
+            # answer, a budget or the finisher (small models otherwise stop after one line).
+            ids.extend(self.eos)
         if self.texts.opens_think:
             think = self._encode("</think>")
             ids.extend(think if len(think) == 1 else [])
