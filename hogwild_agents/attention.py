@@ -95,7 +95,7 @@ def _hogwild_attention(
     dropout: float = 0.0,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """transformers attention function: ``query [1, Hq, T, D]`` → output ``[1, T, Hq, D]``."""
+    """Transformers attention function: ``query [1, Hq, T, D]`` → output ``[1, T, Hq, D]``."""
     ctx = _current()
     layer = module.layer_idx
     q = query[0].transpose(0, 1)  # [T, Hq, D]

@@ -86,7 +86,7 @@ class PagedKVStore:
         return max(0, -(-missing // self.page_size))
 
     def reserve(self, block: Block, token_ids: list[int], forward: int) -> list[int]:
-        """Append ``token_ids`` to ``block`` and return their flat slot indices (page * page_size + offset)."""
+        """Append ``token_ids`` to ``block``; return their flat slots (page * page_size + offset)."""
         need = self.pages_needed(block, len(token_ids))
         if need > len(self._free):
             raise PagePoolExhausted(

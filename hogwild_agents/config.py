@@ -82,7 +82,7 @@ class HogwildConfig(BaseModel):
     tool_choice: str = Field("auto", description="'auto', 'none', 'required' (or 'any'), or a tool name.")
     constrain_tool_calls: bool = Field(
         True,
-        description="Constrain workers' calls with a grammar once started (off: calls parsed from free text).",
+        description="Constrain workers' calls with a grammar once started (off: parsed from free text).",
     )
     tool_timeout_s: float = Field(30.0, gt=0, description="Seconds a tool call may take before it fails.")
     max_tool_calls: int = Field(16, ge=0, description="Tool calls allowed per run.")
@@ -104,7 +104,8 @@ class HogwildConfig(BaseModel):
     def _names_cover_workers(self) -> HogwildConfig:
         if self.worker_names is not None and len(self.worker_names) < self.workers:
             raise ValueError(
-                f"worker_names has {len(self.worker_names)} names for {self.workers} workers; give one per worker"
+                f"worker_names has {len(self.worker_names)} names for {self.workers} workers; "
+                "give one per worker"
             )
         if self.worker_names is None and self.workers > len(DEFAULT_WORKER_NAMES):
             raise ValueError(f"more than {len(DEFAULT_WORKER_NAMES)} workers need explicit worker_names")

@@ -174,7 +174,9 @@ class HogwildEngine:
         tokenizer = AutoTokenizer.from_pretrained(path)
         parallel = ParallelContext.from_environment()
         if parallel.enabled:  # heads and MLP columns split over the ranks, full logits on each
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16, **_tp_plan_kwargs())
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype or torch.bfloat16, **_tp_plan_kwargs()
+            )
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16).to(device)
         if workers is not None:
@@ -223,12 +225,17 @@ class HogwildEngine:
     @staticmethod
     def _key(messages: list[dict[str, Any]], tools: list[Tool], cfg: HogwildConfig) -> str:
         """Identity of a conversation prefix: roles, contents, call ids, tool schemas and configuration."""
+
         def canon(m: dict[str, Any]) -> tuple[Any, ...]:
             ids = tuple(c.get("id", "") for c in m.get("tool_calls") or [])
             return (m["role"], m.get("content") or "", ids, m.get("tool_call_id", ""))
 
         return json.dumps(
-            [[canon(m) for m in messages], [t.to_openai_schema() for t in tools], cfg.model_dump(mode="json")],
+            [
+                [canon(m) for m in messages],
+                [t.to_openai_schema() for t in tools],
+                cfg.model_dump(mode="json"),
+            ],
             sort_keys=True,
             default=str,
         )
@@ -263,7 +270,9 @@ class HogwildEngine:
             run.close()
 
     # ------------------------------------------------------------------ running
-    def stream(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> Iterator[Event]:
+    def stream(
+        self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any
+    ) -> Iterator[Event]:
         """Run a request and yield typed events as they happen; the last event is :class:`FinishedEvent`.
 
         Closing the iterator early (``break``) cancels the run cleanly: the pages it used are released and
@@ -334,10 +343,11 @@ class HogwildEngine:
         finally:
             cancelled.set()
 
-    async def arun(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> RunResult:
+    async def arun(
+        self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any
+    ) -> RunResult:
         """Async twin of :meth:`run`."""
         async for event in self.astream(messages, tools=tools, **overrides):
             if isinstance(event, FinishedEvent):
                 return event.result
         raise RuntimeError("the run ended without a result")  # pragma: no cover
-

@@ -19,7 +19,8 @@ workspace. Every assistant sees everything the others write, the moment they wri
 - Split the work so nobody does the same thing twice: take different sub-problems, check each other's \
 results, or try different approaches.
 - Finished steps appear under "### Past steps" as "**Name [k]:** ...". After "### Work in progress (others)" \
-come the other assistants' unfinished steps (each ends with "<...>" and keeps growing). Your own current step \
+come the other assistants' unfinished steps (each ends with "<...>" and keeps growing). Your own \
+current step \
 follows "### Work in progress (own)".
 - Read what the others are doing. If you notice you are repeating someone else's work, say so and switch to \
 something useful immediately.
@@ -90,9 +91,7 @@ def render_prompt(
     full = _with_rules(messages, collaboration_rules(names, rules_template))
     prompt = _template(tokenizer, full, add_generation_prompt=True, **tool_kwargs)
     opens_think = prompt.rstrip().endswith("<think>")
-    finisher = (
-        "\n</think>\n\n" if opens_think else _finisher_turn(tokenizer, full, tool_kwargs)
-    )
+    finisher = "\n</think>\n\n" if opens_think else _finisher_turn(tokenizer, full, tool_kwargs)
     return PromptTexts(prompt=prompt + "### Past steps\n\n", finisher=finisher, opens_think=opens_think)
 
 

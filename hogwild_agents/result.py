@@ -19,7 +19,13 @@ __all__ = [
 ]
 
 StopReason = Literal[
-    "final_answer", "all_stopped", "max_forwards", "max_new_tokens", "context_window", "cache_full", "tool_calls"
+    "final_answer",
+    "all_stopped",
+    "max_forwards",
+    "max_new_tokens",
+    "context_window",
+    "cache_full",
+    "tool_calls",
 ]
 
 
@@ -79,7 +85,9 @@ class Usage(BaseModel):
     answer_tokens: int = Field(0, description="Tokens written by the finisher.")
     reused_prompt_tokens: int = Field(0, description="Prompt tokens reused from a kept run (not re-encoded).")
     forwards: int = Field(0, description="Sequential forward passes, the finisher's included.")
-    worker_forwards: int = Field(0, description="Forward passes in which workers generated (the budget axis).")
+    worker_forwards: int = Field(
+        0, description="Forward passes in which workers generated (the budget axis)."
+    )
     wall_time_s: float = Field(0.0, description="Wall-clock seconds of the whole run.")
 
     @property

@@ -61,7 +61,11 @@ class Run:
     """Drives one request to completion, yielding events. Create one per request; not reusable."""
 
     def __init__(
-        self, engine: HogwildEngine, texts: PromptTexts, config: HogwildConfig, tools: list[Tool] | None = None
+        self,
+        engine: HogwildEngine,
+        texts: PromptTexts,
+        config: HogwildConfig,
+        tools: list[Tool] | None = None,
     ) -> None:
         self.engine = engine
         self.cfg = config
@@ -70,7 +74,12 @@ class Run:
         self.store = engine.runner.store
         self.texts = texts
         self.sampler = Sampler(
-            config.temperature, config.top_p, config.top_k, config.seed, self.runner.device, self.runner.parallel
+            config.temperature,
+            config.top_p,
+            config.top_k,
+            config.seed,
+            self.runner.device,
+            self.runner.parallel,
         )
         self.trace = Trace()
         self.usage = Usage()
@@ -131,7 +140,8 @@ class Run:
         need = len(self._prompt_ids) + headers + first_steps + self._finisher_reserve()
         if need > self.context_window:
             raise ContextOverflowError(
-                f"the prompt needs {len(self._prompt_ids)} tokens and the run reserves {need - len(self._prompt_ids)} "
+                f"the prompt needs {len(self._prompt_ids)} tokens and the run reserves "
+                f"{need - len(self._prompt_ids)} "
                 f"more (headers, first steps, finisher), over the context window of {self.context_window}; "
                 "shorten the messages or lower max_answer_tokens"
             )
@@ -236,7 +246,9 @@ class Run:
             return ToolOutcome(call, outcomes.get(call.id, "Error: the caller sent no result for this call"))
 
         # Calls of the finisher end its turn: their results come in the template's tool-turn wrapper.
-        self._finisher_results = "".join(fmt.render_result_block(result(c)) for w, c in self._returned if w is None)
+        self._finisher_results = "".join(
+            fmt.render_result_block(result(c)) for w, c in self._returned if w is None
+        )
         for worker in self.workers:
             mine = [call for owner, call in self._returned if owner is worker]
             if mine:
@@ -264,7 +276,9 @@ class Run:
             for attr in ("others_header", "separator", "own_header"):
                 block = self._new_block("header", attr)
                 setattr(self.layout, attr, block)
-                groups.append(WriteGroup("header", block, self._encode(getattr(self.texts, attr)), [prompt, block]))
+                groups.append(
+                    WriteGroup("header", block, self._encode(getattr(self.texts, attr)), [prompt, block])
+                )
         logits = self._forward(groups)
         self.usage.prompt_tokens = sum(len(g.token_ids) for g in groups)
         self.workers = []
@@ -322,7 +336,13 @@ class Run:
                 continue
             for o in outcomes:
                 yield ToolCallFinishedEvent(
-                    worker.name, o.call.id, o.call.name, o.content, o.is_error, o.duration_s, self.forward_index
+                    worker.name,
+                    o.call.id,
+                    o.call.name,
+                    o.content,
+                    o.is_error,
+                    o.duration_s,
+                    self.forward_index,
                 )
             worker.feed_only = False
             yield from self._feed_text(worker, self.tools.result_text(outcomes))
@@ -349,7 +369,10 @@ class Run:
                 w.pending = []
             constraints = [None if w.feed_only else self.tools.constraint(w.name) for w in active]
             picks = self.sampler.sample(
-                logits, [w.name for w in active], constraints=constraints, suppress=[self._suppress] * len(active)
+                logits,
+                [w.name for w in active],
+                constraints=constraints,
+                suppress=[self._suppress] * len(active),
             )
             ended: StopReason | None = None
             for group, worker, token, constraint in zip(
@@ -395,7 +418,9 @@ class Run:
     def _start_calls(self, worker: _Worker, token: int, calls: list[ToolCall]) -> Iterator[Event]:
         """A worker closed tool call(s): hand them to the caller (return mode) or run them (execute mode)."""
         for call in calls:
-            yield ToolCallStartedEvent(worker.name, call.id, call.name, call.arguments, self.forward_index - 1)
+            yield ToolCallStartedEvent(
+                worker.name, call.id, call.name, call.arguments, self.forward_index - 1
+            )
         if self.cfg.tool_mode == "return":
             worker.call_token = [token]
             self._returned.extend((worker, call) for call in calls)
@@ -474,7 +499,11 @@ class Run:
             except PagePoolExhausted:
                 break
             token = self.sampler.sample(
-                logits, ["finisher"], constraints=[constraint], suppress=[self._finisher_suppress], greedy=[True]
+                logits,
+                ["finisher"],
+                constraints=[constraint],
+                suppress=[self._finisher_suppress],
+                greedy=[True],
             )[0]
             self.trace.forwards[-1].groups[0].sampled = token
             if token in self.eos:  # the turn's end is rendered by the template if the run resumes
@@ -506,7 +535,11 @@ class Run:
     def _result(self, answer: str, reason: Any, calls: list[ToolCall] | None = None) -> RunResult:
         workers = [
             WorkerResult(
-                name=w.name, text="".join(w.parts), steps=w.steps, generated_tokens=w.generated, stop_reason=w.stopped
+                name=w.name,
+                text="".join(w.parts),
+                steps=w.steps,
+                generated_tokens=w.generated,
+                stop_reason=w.stopped,
             )
             for w in self.workers
         ]

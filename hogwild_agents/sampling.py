@@ -53,7 +53,9 @@ class Sampler:
                 gen.seed()
             else:
                 # A stable per-writer seed (not Python's salted hash), so runs reproduce across processes.
-                gen.manual_seed(self.seed * 1_000_003 + sum(ord(c) * 31**i for i, c in enumerate(writer)) % 2**31)
+                gen.manual_seed(
+                    self.seed * 1_000_003 + sum(ord(c) * 31**i for i, c in enumerate(writer)) % 2**31
+                )
             self._generators[writer] = gen
         return self._generators[writer]
 

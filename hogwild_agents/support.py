@@ -34,7 +34,9 @@ def _rope_type(config: object) -> str:
         # Per-layer-type mappings ({"full_attention": {...}}): all entries must agree.
         kinds = {p.get("rope_type", "default") for p in params.values() if isinstance(p, dict)}
         return kinds.pop() if len(kinds) == 1 else "mixed"
-    return str(params.get("rope_type", params.get("type", "default"))) if isinstance(params, dict) else "default"
+    return (
+        str(params.get("rope_type", params.get("type", "default"))) if isinstance(params, dict) else "default"
+    )
 
 
 def inspect_model(model: torch.nn.Module, trust_model_support: bool = False) -> ModelGeometry:
@@ -72,7 +74,9 @@ def inspect_model(model: torch.nn.Module, trust_model_support: bool = False) -> 
         )
     rotary = [m for m in model.modules() if "Rotary" in type(m).__name__ and hasattr(m, "inv_freq")]
     if not rotary:
-        raise UnsupportedModelError(f"{family} has no rotary embedding module (no RoPE); cannot shift positions")
+        raise UnsupportedModelError(
+            f"{family} has no rotary embedding module (no RoPE); cannot shift positions"
+        )
     inv_freq = rotary[0].inv_freq.detach().float()
     num_heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // num_heads

@@ -37,7 +37,8 @@ def normalize_tools(tools: list[Any] | None, mode: str) -> list[Tool]:
             )
         else:
             raise InvalidRequestError(
-                f"tool {i} must be a hogwild_agents.Tool or an OpenAI function schema dict, got {type(tool).__name__}"
+                f"tool {i} must be a hogwild_agents.Tool or an OpenAI function schema dict, "
+                f"got {type(tool).__name__}"
             )
     names = [t.name for t in out]
     if len(set(names)) != len(names):
@@ -46,7 +47,8 @@ def normalize_tools(tools: list[Any] | None, mode: str) -> list[Tool]:
         missing = [t.name for t in out if t.func is None]
         if missing:
             raise InvalidRequestError(
-                f"tool_mode='execute' needs callables, but {missing} have none; pass Tool objects with func=, "
+                f"tool_mode='execute' needs callables, but {missing} have none; pass Tool objects "
+                "with func=, "
                 "or use tool_mode='return' to get the calls back"
             )
     return out
@@ -78,7 +80,9 @@ class ToolSession:
             )
         self._active = bool(tools) and choice != "none"
         constrain = self._active and cfg.constrain_tool_calls
-        self._worker_grammar = engine.grammar_factory.tool_calls(tools, "auto", self.fmt) if constrain else None
+        self._worker_grammar = (
+            engine.grammar_factory.tool_calls(tools, "auto", self.fmt) if constrain else None
+        )
         self._workers: dict[str, _WorkerTools] = {}
         self.calls_made = 0
         self.log: list[dict[str, Any]] = []
@@ -95,11 +99,15 @@ class ToolSession:
             factory = self.engine.grammar_factory
             grammar = self._worker_grammar
             # Execute mode with tool_choice required/any/<name>: the first worker opens with a forced call.
-            forced = first and self.cfg.tool_mode == "execute" and self.cfg.tool_choice not in ("auto", "none")
+            forced = (
+                first and self.cfg.tool_mode == "execute" and self.cfg.tool_choice not in ("auto", "none")
+            )
             if forced:
                 grammar = factory.tool_calls(self.tools, self.cfg.tool_choice, self.fmt)
             constraint = factory.constraint(grammar) if grammar is not None else None
-            self._workers[worker] = _WorkerTools(ToolCallDetector(self.fmt, self.tools), constraint, forced=forced)
+            self._workers[worker] = _WorkerTools(
+                ToolCallDetector(self.fmt, self.tools), constraint, forced=forced
+            )
         return self._workers[worker]
 
     def register(self, worker: str, first: bool) -> None:
@@ -115,7 +123,9 @@ class ToolSession:
         if state.forced and state.constraint is not None and state.constraint.is_completed:
             state.forced = False
             grammar = self._worker_grammar
-            state.constraint = self.engine.grammar_factory.constraint(grammar) if grammar is not None else None
+            state.constraint = (
+                self.engine.grammar_factory.constraint(grammar) if grammar is not None else None
+            )
         return state.constraint
 
     def detect(self, worker: str, text: str) -> list[ToolCall]:
@@ -135,8 +145,11 @@ class ToolSession:
         elif self.calls_made >= self.cfg.max_tool_calls:
             future = Future()
             future.set_result(
-                ToolOutcome(call, f"Error: the limit of {self.cfg.max_tool_calls} tool calls per run is reached",
-                            is_error=True)
+                ToolOutcome(
+                    call,
+                    f"Error: the limit of {self.cfg.max_tool_calls} tool calls per run is reached",
+                    is_error=True,
+                )
             )
         else:
             future = self.engine.tool_executor.submit(

@@ -154,7 +154,8 @@ def check_metadata(
     g = meta.entry_pos.shape[0]
     if meta.page_len.shape != (e,) or meta.entry_pos.shape != (g, e) or meta.entry_shift.shape != (g, e):
         raise ValueError(
-            "metadata shapes disagree: page_ids [E], page_len [E], entry_pos/entry_shift [G, E] expected; got "
+            "metadata shapes disagree: page_ids [E], page_len [E], entry_pos/entry_shift [G, E] "
+            "expected; got "
             f"{tuple(meta.page_ids.shape)}, {tuple(meta.page_len.shape)}, "
             f"{tuple(meta.entry_pos.shape)}, {tuple(meta.entry_shift.shape)}"
         )
