@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import qwen_tokenizer, tiny_qwen_engine  # noqa: E402
+from integration_models import qwen_tokenizer, tiny_qwen_engine  # noqa: E402
 
 
 @pytest.fixture(scope="session")

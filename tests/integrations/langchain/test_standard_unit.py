@@ -4,7 +4,7 @@ from typing import Any
 
 from langchain_hogwild import ChatHogwild
 from langchain_tests.unit_tests import ChatModelUnitTests
-from tiny_models import tiny_qwen_engine
+from integration_models import tiny_qwen_engine
 
 
 class TestChatHogwildUnit(ChatModelUnitTests):
