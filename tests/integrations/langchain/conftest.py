@@ -6,7 +6,6 @@ calling, structured output, the agent loops); the rest of the standard integrati
 ``pytest -m full_suite`` runs the rest.
 """
 
-from typing import Any
 
 import pytest
 
@@ -24,9 +23,7 @@ CI_SUBSET = frozenset(
     }
 )  # one variant each: on 2 CPU cores every real-model run costs tens of seconds
 
-# Small budgets: the 0.5B model on 2 CPU cores writes a few tokens per second. The finisher needs about 30
-# tokens for a tool call; constrained answers (forced calls, JSON) get at least 256 from the engine.
-REAL_MODEL_PARAMS: dict[str, Any] = {"workers": 2, "max_forwards": 2, "max_answer_tokens": 24}
+from langchain_real_params import REAL_MODEL_PARAMS  # noqa: E402,F401  (re-exported for the tests)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
