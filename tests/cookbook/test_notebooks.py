@@ -33,12 +33,10 @@ def _kernel_name() -> str:
 
     name = "hogwild-test-python"
     manager = KernelSpecManager()
-    if name not in manager.find_kernel_specs():
-        from ipykernel.kernelspec import install
-
-        install(user=True, kernel_name=name, display_name="hogwild tests")
-    spec = manager.get_kernel_spec(name)
-    if Path(spec.argv[0]).resolve() != Path(sys.executable).resolve():
+    specs = manager.find_kernel_specs()
+    # Compare unresolved paths: every venv's python resolves to the same base interpreter, so resolving
+    # would keep a spec left by another venv (and run the notebooks with that venv's packages).
+    if name not in specs or manager.get_kernel_spec(name).argv[0] != sys.executable:
         from ipykernel.kernelspec import install
 
         install(user=True, kernel_name=name, display_name="hogwild tests")
