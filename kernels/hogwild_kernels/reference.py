@@ -91,14 +91,13 @@ def shifted_attention_reference(
         filled = (slots < meta.page_len[visible].view(-1, 1)).flatten()
         # unfilled slots hold whatever the pool held (maybe NaN): 0 * NaN would poison the output
         values = values.masked_fill(~filled.view(-1, 1, 1), 0.0)
-        keys = keys.repeat_interleave(group_size, dim=1)  # [K, Hq, D]
-        values = values.repeat_interleave(group_size, dim=1)
+        # GQA without copying K/V per query head: query head h reads KV head h // group_size.
         for c0 in range(q0, q1, query_chunk):
             c1 = min(q1, c0 + query_chunk)
-            q = query[c0:c1].float()  # [t, Hq, D]
-            scores = torch.einsum("thd,khd->htk", q, keys) * scale
+            q = query[c0:c1].float().view(c1 - c0, hkv, group_size, -1)  # [t, Hkv, G, D]
+            scores = torch.einsum("tkgd,nkd->kgtn", q, keys) * scale  # [Hkv, G, t, K]
             allowed = filled & (key_pos.view(1, -1) <= meta.query_pos[c0:c1].view(-1, 1))  # [t, K]
-            scores = scores.masked_fill(~allowed.unsqueeze(0), float("-inf"))
+            scores = scores.masked_fill(~allowed, float("-inf"))
             probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # rows with no visible key -> zeros
-            out[c0:c1] = torch.einsum("htk,khd->thd", probs, values)
+            out[c0:c1] = torch.einsum("kgtn,nkd->tkgd", probs, values).reshape(c1 - c0, hq, -1)
     return out.to(query.dtype)
