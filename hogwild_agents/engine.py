@@ -53,6 +53,13 @@ def _normalize_messages(messages: Messages) -> list[dict[str, Any]]:
 
 def _tp_plan_kwargs() -> dict[str, Any]:
     """``from_pretrained`` arguments applying the model's own tensor-parallel plan over all ranks."""
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise ImportError(
+            "tensor-parallel loading (a torchrun launch with WORLD_SIZE > 1) goes through transformers' "
+            "tp_plan, which needs accelerate: pip install 'hogwild-agents[tp]'"
+        )
     try:
         from transformers.distributed import DistributedConfig
     except ImportError:  # transformers before DistributedConfig took the plan directly

@@ -200,6 +200,7 @@ class Run:
                 if reason != "tool_calls":
                     break
                 yield from self._suspend()
+            yield from self._write_late_results()
             for worker in self._active():
                 yield from self._stop(worker, "run_ended")
             answer = ""
@@ -346,6 +347,28 @@ class Run:
                 )
             worker.feed_only = False
             yield from self._feed_text(worker, self.tools.result_text(outcomes))
+
+    def _write_late_results(self) -> Iterator[Event]:
+        """The run ended with calls in flight: wait for them and write their results before the finisher.
+
+        A call that was started is never dropped: its outcome (or its timeout error) lands in the caller's
+        step in one last forward, so the finisher reads it like any other result. The forward is part of
+        the finisher's share of the run, so it is not counted against ``max_forwards``; it is skipped only
+        when the results no longer fit the context or the page pool (they stay in ``tool_events``).
+        """
+        if not any(self.tools.calling(w.name) for w in self._active()):
+            return
+        self.tools.wait_for_all()
+        for worker in self._active():
+            worker.pending = []  # sampled-but-unwritten tokens of other workers go with the ended run
+        yield from self._collect_results()
+        groups = [WriteGroup(w.name, w.block, w.pending, self._view(w.index, w.block))
+                  for w in self._active() if w.pending]
+        if groups and self._budget_reason(groups) in (None, "max_forwards", "max_new_tokens"):
+            try:
+                self._forward(groups)
+            except PagePoolExhausted:
+                pass
 
     def _generate(self) -> Iterator[Event]:
         """The worker loop: plan, forward, postprocess. Returns why it ended."""

@@ -203,6 +203,13 @@ class ToolSession:
             wait(waiting, return_when=FIRST_COMPLETED)
         return self.parallel.broadcast_object(bool(waiting))
 
+    def wait_for_all(self) -> None:
+        """Block until every running call has finished (each is bounded by ``tool_timeout_s``)."""
+        waiting = self.pending_futures() if self.parallel.is_leader else []
+        if waiting:
+            wait(waiting)
+        self.parallel.broadcast_object(None)
+
     def result_text(self, outcomes: list[ToolOutcome]) -> str:
         """The text written into the caller's step after its call(s)."""
         assert self.fmt is not None
