@@ -28,8 +28,9 @@ def measure(engine: HogwildEngine, workers: int, forwards: int) -> tuple[float, 
     """Return (aggregate generated tokens/s, seconds per forward) over the decode loop."""
     first = None
     tokens = 0
-    for event in engine.stream(PROMPT, workers=workers, max_forwards=forwards, finisher=False,
-                               stop_on_final_answer=False):
+    for event in engine.stream(
+        PROMPT, workers=workers, max_forwards=forwards, finisher=False, stop_on_final_answer=False
+    ):
         if isinstance(event, TokenEvent) and event.generated:
             first = first or time.perf_counter()
             tokens += 1
@@ -56,19 +57,30 @@ def main() -> None:
         spf = statistics.median(r[1] for r in runs)
         rows.append(f"| {workers} | {tps:.2f} | {spf * 1000:.0f} |")
         print(rows[-1], flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    table = "\n".join([
-        f"\n## Engine throughput on Qwen2.5-Coder-0.5B-Instruct — {datetime.date.today()}\n",
-        f"- device: {device}; torch {torch.__version__}; transformers {transformers.__version__}; dtype {args.dtype}",
-        f"- command: `python bench/cpu_throughput.py --dtype {args.dtype} --forwards {args.forwards}`; commit {commit}",
-        f"- median of {args.repeats} runs of {args.forwards} forward passes after a warm-up; prefill excluded",
-        "",
-        "| workers | aggregate tok/s | ms per forward |",
-        "|---|---|---|",
-        *rows,
-        "",
-    ])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    table = "\n".join(
+        [
+            f"\n## Engine throughput on Qwen2.5-Coder-0.5B-Instruct — {datetime.date.today()}\n",
+            f"- device: {device}; torch {torch.__version__}; transformers {transformers.__version__}; "
+            f"dtype {args.dtype}",
+            f"- command: `python bench/cpu_throughput.py --dtype {args.dtype} --forwards {args.forwards}`; "
+            f"commit {commit}",
+            f"- median of {args.repeats} runs of {args.forwards} forward passes after a warm-up; "
+            "prefill excluded",
+            "",
+            "| workers | aggregate tok/s | ms per forward |",
+            "|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
     print(table)
     if args.append:
         with open(args.append, "a") as f:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One GPU session for the decode path: install the carried wheels (CI's transformers), kernel and
 # graph-decode tests on CUDA, kernel before/after variants, then the end-to-end decode benchmark.
-# Usage: bench/gpu_e2e_job.sh OUTDIR STAGES [e2e args...]   (STAGES: any of tests,variants,kernel,e2e)
+# Usage: bench/gpu_e2e_job.sh OUTDIR STAGES [e2e args...]
+#   STAGES: any of tests,variants,kernel,e2e,real,concurrent. `real` needs the packaged GGUF carried in
+#   .gpu/gguf.partNN pieces (see bench/RESULTS.md); `concurrent` uses the tokenizer `real` converted.
 set -uo pipefail
 out=$1
 stages=$2
@@ -40,4 +42,23 @@ if [[ $stages == *e2e* ]]; then
     echo "e2e exit $?"
     grep -E "Error|error|Traceback" "$out/e2e.log" | head -10
     sed -n '/^e2e /,$p' "$out/e2e.log" | tail -60
+fi
+if [[ $stages == *real* ]]; then
+    timeout ${REAL_TIMEOUT:-300} $py bench/real_model_gpu_check.py --gguf-pieces .gpu --model-dir /tmp/qwen05 \
+        --out "$out" >"$out/real.log" 2>&1
+    echo "real exit $?"
+    grep -E "W=|Error|error" "$out/real.log" | head -20
+    # The main job on the GPU: two workers and the calculator on the real model.
+    HOGWILD_MODEL=/tmp/qwen05 timeout 240 $py -m hogwild_agents.cli run \
+        "What is 12345 * 6789? Use the calculator." --workers 2 --tool calculator --json \
+        >"$out/main_job.json" 2>"$out/main_job.log"
+    echo "main job exit $?"
+    $py -c "import json,sys; r=json.load(open(sys.argv[1])); print('answer:', r.get('answer')); print('tools:', r.get('tool_events'))" "$out/main_job.json" 2>&1 | head -5
+fi
+if [[ $stages == *concurrent* ]]; then
+    timeout ${CONC_TIMEOUT:-300} $py bench/concurrent_runs.py --tokenizer /tmp/qwen05 --model qwen2.5-7b \
+        --runs 4 --workers 2 --forwards 200 --prompt-tokens 1024 --md "$out/concurrent.md" >"$out/concurrent.log" 2>&1
+    echo "concurrent exit $?"
+    grep -E "Error|error" "$out/concurrent.log" | head -5
+    cat "$out/concurrent.md" 2>/dev/null
 fi

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--temperature", type=float, help="sampling temperature (0 is greedy)")
     run.add_argument("--seed", type=int, help="seed of the samplers")
     run.add_argument(
+        "--tool-choice",
+        choices=["auto", "required", "none"],
+        help="auto: workers call tools when they decide to; required: the first worker's first step is a "
+        "tool call (constrained decoding), which small models need to use tools reliably",
+    )
+    run.add_argument(
         "--json", action="store_true", help="print one JSON result object and nothing else on stdout"
     )
     run.add_argument("--no-live", action="store_true", help="plain log lines instead of the live panes")
@@ -151,7 +157,7 @@ def _build_tools(args: argparse.Namespace) -> list[Any]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("layout", "max_forwards", "max_answer_tokens", "temperature", "seed")
+    names = ("layout", "max_forwards", "max_answer_tokens", "temperature", "seed", "tool_choice")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 

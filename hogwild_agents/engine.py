@@ -7,7 +7,7 @@ import functools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from .prompts import render_prompt
 from .result import RunResult
 from .run import Run
 from .runner import ModelRunner
+from .scheduler import BatchScheduler, drive
 from .toolrun import normalize_tools
 from .tools import GrammarFactory, Tool, ToolExecutor, ToolFormat
 
@@ -71,8 +72,9 @@ class HogwildEngine:
     """Runs ``workers`` instances of one causal LM in parallel over one shared, paged KV cache.
 
     Every worker sees every other worker's tokens the moment they are written; a finisher turn reads the
-    whole shared state and writes the answer. Runs are serialised by a lock, so one engine can be shared
-    by threads and asyncio tasks.
+    whole shared state and writes the answer. One engine can be shared by threads and asyncio tasks:
+    concurrent runs are stepped together by a scheduler thread and their tokens go through the model in
+    the same forward passes (see :mod:`hogwild_agents.scheduler`).
 
     Example:
         >>> engine = HogwildEngine.from_pretrained(workers=2)  # doctest: +SKIP
@@ -120,6 +122,7 @@ class HogwildEngine:
         self._lock = threading.RLock()
         # Runs suspended in tool_mode="return", waiting for the caller's tool results (LRU, bounded).
         self._kept: OrderedDict[str, tuple[list[dict[str, Any]], Run]] = OrderedDict()
+        self.scheduler = BatchScheduler(self.runner)
 
     @functools.cached_property
     def tool_format(self) -> ToolFormat:
@@ -289,24 +292,29 @@ class HogwildEngine:
         """
         with self._lock:
             run, msgs, _resumed = self._prepare(messages, tools, overrides)
-            events = run.iterate()
-            while True:
-                try:
-                    event = next(events)
-                except StopIteration:
-                    return
-                except BaseException:
-                    run.close()
-                    raise
-                if isinstance(event, FinishedEvent) and run.suspended:
+        if self.parallel.enabled:  # every rank must issue the same forwards in the same order
+            with self._lock:
+                yield from self._relay(run, msgs, drive(run.iterate(), self.runner), run.close)
+            return
+        handle = self.scheduler.submit(run)
+        events = self.scheduler.events(handle)
+        yield from self._relay(run, msgs, events, lambda: self.scheduler.cancel(handle))
+
+    def _relay(
+        self, run: Run, msgs: list[dict[str, Any]], events: Iterator[Event], cancel: Callable[[], None]
+    ) -> Iterator[Event]:
+        """Pass a run's events on; keep a suspended run for its follow-up; cancel when the caller leaves."""
+        for event in events:
+            if isinstance(event, FinishedEvent) and run.suspended:
+                with self._lock:
                     self._keep(msgs, run.tools.tools, run)
-                    yield event
-                    return
-                try:
-                    yield event
-                except GeneratorExit:  # the caller stopped listening: cancel the run, free its pages
-                    run.close()
-                    raise
+                yield event
+                return
+            try:
+                yield event
+            except GeneratorExit:  # the caller stopped listening: cancel the run, free its pages
+                cancel()
+                raise
 
     def run(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> RunResult:
         """Run a request to completion and return its :class:`RunResult`.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from .plan import WriteGroup
 from .prompts import PromptTexts, step_header
 from .result import BlockRecord, ForwardRecord, GroupRecord, RunResult, StopReason, Trace, Usage, WorkerResult
 from .sampling import Sampler
+from .scheduler import ForwardRequest, ToolWait
 from .steps import contains_final_answer, ends_step
 from .toolrun import ToolSession
 from .tools import Tool, ToolCall, ToolOutcome
@@ -162,11 +163,12 @@ class Run:
             return build_view("combined", self.layout, None, own, with_own_header=False)
         return build_view(self.cfg.layout, self.layout, worker, own)
 
-    def _forward(self, groups: list[WriteGroup]) -> torch.Tensor:
+    def _forward(self, groups: list[WriteGroup]) -> Generator[Any, Any, torch.Tensor]:
+        """Ask the driver (see :mod:`.scheduler`) for one forward of ``groups``; returns their logits."""
         record = ForwardRecord(index=self.forward_index)
         record.groups = [GroupRecord(g.writer, g.block, list(g.token_ids), list(g.view)) for g in groups]
         self.trace.forwards.append(record)
-        logits = self.runner.forward(groups, self.forward_index)
+        logits = yield ForwardRequest(groups, self.forward_index)
         self.forward_index += 1
         self.usage.forwards += 1
         return logits
@@ -280,7 +282,7 @@ class Run:
                 groups.append(
                     WriteGroup("header", block, self._encode(getattr(self.texts, attr)), [prompt, block])
                 )
-        logits = self._forward(groups)
+        logits = yield from self._forward(groups)
         self.usage.prompt_tokens = sum(len(g.token_ids) for g in groups)
         self.workers = []
         for i, name in enumerate(names):
@@ -358,15 +360,18 @@ class Run:
         """
         if not any(self.tools.calling(w.name) for w in self._active()):
             return
-        self.tools.wait_for_all()
+        yield ToolWait(self.tools, every=True)
         for worker in self._active():
             worker.pending = []  # sampled-but-unwritten tokens of other workers go with the ended run
         yield from self._collect_results()
-        groups = [WriteGroup(w.name, w.block, w.pending, self._view(w.index, w.block))
-                  for w in self._active() if w.pending]
+        groups = [
+            WriteGroup(w.name, w.block, w.pending, self._view(w.index, w.block))
+            for w in self._active()
+            if w.pending
+        ]
         if groups and self._budget_reason(groups) in (None, "max_forwards", "max_new_tokens"):
             try:
-                self._forward(groups)
+                yield from self._forward(groups)
             except PagePoolExhausted:
                 pass
 
@@ -376,7 +381,7 @@ class Run:
             yield from self._collect_results()
             active = [w for w in self._active() if w.pending]
             if not active:
-                if not self.tools.wait_for_results():
+                if not (yield ToolWait(self.tools)):
                     return "all_stopped"
                 continue
             groups = [WriteGroup(w.name, w.block, w.pending, self._view(w.index, w.block)) for w in active]
@@ -384,7 +389,7 @@ class Run:
             if reason is not None:
                 return reason
             try:
-                logits = self._forward(groups)
+                logits = yield from self._forward(groups)
             except PagePoolExhausted:
                 return "cache_full"
             self.usage.worker_forwards += 1
@@ -518,7 +523,7 @@ class Run:
         limit = self.cfg.max_answer_tokens if constraint is None else max(self.cfg.max_answer_tokens, 256)
         for _ in range(limit):
             try:
-                logits = self._forward([WriteGroup("finisher", block, pending, view)])
+                logits = yield from self._forward([WriteGroup("finisher", block, pending, view)])
             except PagePoolExhausted:
                 break
             token = self.sampler.sample(

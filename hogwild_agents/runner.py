@@ -118,6 +118,11 @@ class ModelRunner:
 
         """
         self.reserve(groups, forward)
+        return self.forward_reserved(groups, all_logits)
+
+    @torch.no_grad()
+    def forward_reserved(self, groups: list[WriteGroup], all_logits: bool = False) -> torch.Tensor:
+        """:meth:`forward` for groups already reserved (the scheduler reserves run by run, then batches)."""
         if self.graphs is not None and self.graphs.accepts(groups, all_logits):
             return self.graphs.forward(groups)
         plan = plan_forward(self.store, groups, self.device)

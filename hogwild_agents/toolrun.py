@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -192,23 +192,19 @@ class ToolSession:
             )
         return outcomes
 
-    def pending_futures(self) -> list[Future[ToolOutcome]]:
-        """Every unfinished call of every worker."""
-        return [f for s in self._workers.values() for _, f in s.calling if not f.done()]
+    def outstanding(self) -> list[Future[ToolOutcome]]:
+        """Every call whose result has not been written yet, finished or not."""
+        return [f for s in self._workers.values() for _, f in s.calling]
 
-    def wait_for_results(self) -> bool:
-        """Block until a running call finishes; False if none was running (rank 0 decides for all)."""
-        waiting = self.pending_futures() if self.parallel.is_leader else []
-        if waiting:
-            wait(waiting, return_when=FIRST_COMPLETED)
-        return self.parallel.broadcast_object(bool(waiting))
+    def wait_for_results(self, every: bool = False) -> bool:
+        """Block until one outstanding call (every one, with ``every``) has finished.
 
-    def wait_for_all(self) -> None:
-        """Block until every running call has finished (each is bounded by ``tool_timeout_s``)."""
-        waiting = self.pending_futures() if self.parallel.is_leader else []
-        if waiting:
-            wait(waiting)
-        self.parallel.broadcast_object(None)
+        Returns False at once when no call is outstanding. Rank 0 decides for all ranks.
+        """
+        futures = self.outstanding() if self.parallel.is_leader else []
+        if futures:
+            wait(futures, return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
+        return self.parallel.broadcast_object(bool(futures))
 
     def result_text(self, outcomes: list[ToolOutcome]) -> str:
         """The text written into the caller's step after its call(s)."""

@@ -7,4 +7,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 bash scripts/setup.sh
 TASK=${TASK:-"A shop sells pens at 3 dollars and notebooks at 7 dollars. Ana buys 4 pens and 5 notebooks. How much does she pay? Use the calculator."}
-exec .venv/bin/hogwild run "$TASK" --workers 2 --tool calculator "$@"
+# The 0.5B model rarely decides to call a tool by itself: the first call is forced (constrained decoding).
+exec .venv/bin/hogwild run "$TASK" --workers 2 --tool calculator --tool-choice required "$@"

@@ -36,10 +36,12 @@ def test_one_worker_without_collaboration_matches_generate(qwen_tokenizer, famil
     engine = engine_for(qwen_tokenizer, family, workers=1, collaboration=False, max_forwards=64)
     twin = twin_with_eager_attention(engine.model)
     result = engine.run(QUESTION)
-    ids = qwen_tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, return_tensors="pt",
-                                             return_dict=True)["input_ids"]
-    expected = twin.generate(ids, max_new_tokens=64, do_sample=False, eos_token_id=sorted(engine.eos_token_ids),
-                             pad_token_id=EOS)[0, ids.shape[1]:].tolist()
+    ids = qwen_tokenizer.apply_chat_template(
+        QUESTION, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+    expected = twin.generate(
+        ids, max_new_tokens=64, do_sample=False, eos_token_id=sorted(engine.eos_token_ids), pad_token_id=EOS
+    )[0, ids.shape[1] :].tolist()
     ours = [g.sampled for f in result.trace.forwards for g in f.groups]
     assert ours[: len(expected)] == expected
     assert len(expected) == 64 or expected[-1] in engine.eos_token_ids
@@ -47,7 +49,7 @@ def test_one_worker_without_collaboration_matches_generate(qwen_tokenizer, famil
 
 
 def test_trace_replays_on_plain_reference(qwen_tokenizer) -> None:
-    """Every sampled token of a greedy 3-worker run is the argmax of the reference's logits for that writer."""
+    """Each sampled token of a greedy 3-worker run is the argmax of the reference's logits for its writer."""
     engine = engine_for(qwen_tokenizer, workers=3, max_forwards=12, max_answer_tokens=4)
     result = engine.run(QUESTION)
     replay = ReferenceReplayer(twin_with_eager_attention(engine.model))
@@ -61,16 +63,24 @@ def test_trace_replays_on_plain_reference(qwen_tokenizer) -> None:
                 checked += 1
     assert checked >= 3 * 12
     blocks = result.trace.blocks
-    assert {blocks[g.block].author for f in result.trace.forwards for g in f.groups} >= {"Alice", "Bob", "Carol"}
+    assert {blocks[g.block].author for f in result.trace.forwards for g in f.groups} >= {
+        "Alice",
+        "Bob",
+        "Carol",
+    }
     # each token's forward index is recorded with its block
     assert all(len(b.token_ids) == len(b.written_at) for b in blocks.values())
 
 
 def test_steps_headers_self_check_and_final_answer(qwen_tokenizer, monkeypatch) -> None:
-    ScriptedWriters(qwen_tokenizer, {
-        "Alice": "I will add the numbers first.\n\nTwo plus three is five.\n\nDoubling gives ten.\n\n",
-        "Bob": "I will double the sum when Alice has it.\n\nSo the answer is \\boxed{10}.\n\nDone.\n\n",
-    }, EOS).install(monkeypatch)
+    ScriptedWriters(
+        qwen_tokenizer,
+        {
+            "Alice": "I will add the numbers first.\n\nTwo plus three is five.\n\nDoubling gives ten.\n\n",
+            "Bob": "I will double the sum when Alice has it.\n\nSo the answer is \\boxed{10}.\n\nDone.\n\n",
+        },
+        EOS,
+    ).install(monkeypatch)
     engine = engine_for(qwen_tokenizer, workers=2, self_check_every=5, max_forwards=200)
     events = list(engine.stream(QUESTION))
     result = events[-1].result
@@ -141,7 +151,9 @@ def test_unsupported_models_are_refused_with_the_reason(qwen_tokenizer) -> None:
     with pytest.raises(UnsupportedModelError, match="sliding-window"):
         HogwildEngine(tiny_model("mistral", sliding_window=16), qwen_tokenizer)
     with pytest.raises(UnsupportedModelError, match="dynamic"):
-        HogwildEngine(tiny_model("llama", rope_scaling={"rope_type": "dynamic", "factor": 2.0}), qwen_tokenizer)
+        HogwildEngine(
+            tiny_model("llama", rope_scaling={"rope_type": "dynamic", "factor": 2.0}), qwen_tokenizer
+        )
     from transformers import GPT2Config, GPT2LMHeadModel
 
     with pytest.raises(UnsupportedModelError, match="gpt2"):

@@ -1,4 +1,4 @@
-"""Tools inside runs on tiny random models: forced calls, results in every view, failures, concurrency, resume."""
+"""Tools inside runs on tiny random models: forced calls, results in all views, failures, resume."""
 
 from __future__ import annotations
 
@@ -44,13 +44,16 @@ def pick(color: Literal["red", "blue"], twice: bool) -> str:
 
 def engine_for(tokenizer, **cfg) -> HogwildEngine:
     model = tiny_model("qwen2", vocab_size=VOCAB, eos_token_id=EOS)
-    return HogwildEngine(model, tokenizer, **{"page_size": 8, "max_cache_tokens": 8192, "max_answer_tokens": 6,
-                                              **cfg})
+    return HogwildEngine(
+        model, tokenizer, **{"page_size": 8, "max_cache_tokens": 8192, "max_answer_tokens": 6, **cfg}
+    )
 
 
 def test_forced_call_runs_and_result_is_in_every_view(qwen_tokenizer) -> None:
     engine = engine_for(qwen_tokenizer, workers=3, max_forwards=60)
-    events = list(engine.stream(ASK, tools=[Tool.from_function(add), Tool.from_function(pick)], tool_choice="pick"))
+    events = list(
+        engine.stream(ASK, tools=[Tool.from_function(add), Tool.from_function(pick)], tool_choice="pick")
+    )
     result = events[-1].result
     started = [e for e in events if isinstance(e, ToolCallStartedEvent)]
     finished = [e for e in events if isinstance(e, ToolCallFinishedEvent)]
@@ -60,16 +63,29 @@ def test_forced_call_runs_and_result_is_in_every_view(qwen_tokenizer) -> None:
     result_ids = qwen_tokenizer.encode(finished[0].content, add_special_tokens=False)
     trace = result.trace
     holder, at = next(
-        (b, i) for b in trace.blocks.values() if b.author == "Alice"
-        for i in range(len(b.token_ids)) if b.token_ids[i : i + len(result_ids)] == result_ids
+        (b, i)
+        for b in trace.blocks.values()
+        if b.author == "Alice"
+        for i in range(len(b.token_ids))
+        if b.token_ids[i : i + len(result_ids)] == result_ids
     )
     written = holder.written_at[at + len(result_ids) - 1]  # the forward that wrote the result
     for name in ("Alice", "Bob", "Carol"):
-        assert any(g.writer == name and holder.id in g.view for f in trace.forwards if f.index > written
-                   for g in f.groups), name
+        assert any(
+            g.writer == name and holder.id in g.view
+            for f in trace.forwards
+            if f.index > written
+            for g in f.groups
+        ), name
     # Alice resumed: she generated tokens after the result was written.
-    alice_after = [e for e in events if isinstance(e, TokenEvent) and e.worker == "Alice" and e.generated
-                   and e.forward > finished[0].forward]
+    alice_after = [
+        e
+        for e in events
+        if isinstance(e, TokenEvent)
+        and e.worker == "Alice"
+        and e.generated
+        and e.forward > finished[0].forward
+    ]
     assert alice_after
     assert result.tool_events[0]["name"] == "pick"
 
@@ -100,8 +116,14 @@ def test_failing_tools_leave_error_text_and_engine_usable(qwen_tokenizer, monkey
 
     tools = [Tool.from_function(f) for f in (add, boom, hang, huge)]
     ScriptedWriters(qwen_tokenizer, {"Alice": call}, EOS).install(monkeypatch)
-    engine = engine_for(qwen_tokenizer, workers=2, max_forwards=40, tool_timeout_s=0.5, max_tool_result_tokens=32,
-                        constrain_tool_calls=False)  # the scripted calls bypass the sampler's grammar
+    engine = engine_for(
+        qwen_tokenizer,
+        workers=2,
+        max_forwards=40,
+        tool_timeout_s=0.5,
+        max_tool_result_tokens=32,
+        constrain_tool_calls=False,
+    )  # the scripted calls bypass the sampler's grammar
     result = engine.run(ASK, tools=tools)
     assert expect in result.workers[0].text
     assert result.tool_events and result.tool_events[0]["is_error"] == ("truncated" not in expect)
@@ -120,8 +142,9 @@ def test_others_keep_writing_while_a_tool_runs(qwen_tokenizer, monkeypatch) -> N
         time.sleep(2.0)
         return x
 
-    ScriptedWriters(qwen_tokenizer, {"Alice": '<tool_call>\n{"name": "slow", "arguments": {"x": 7}}\n</tool_call>'},
-                    EOS).install(monkeypatch)
+    ScriptedWriters(
+        qwen_tokenizer, {"Alice": '<tool_call>\n{"name": "slow", "arguments": {"x": 7}}\n</tool_call>'}, EOS
+    ).install(monkeypatch)
     engine = engine_for(qwen_tokenizer, workers=2, max_forwards=400, constrain_tool_calls=False)
     start = time.perf_counter()
     bob_during = 0
@@ -149,8 +172,17 @@ def test_return_mode_resume_reencodes_only_the_new_tokens(qwen_tokenizer) -> Non
     call = first.tool_calls[0]
     follow_up = [
         *ASK,
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": call["id"], "type": "function", "function": {"name": "pick", "arguments": call["arguments"]}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": "pick", "arguments": call["arguments"]},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call["id"], "content": "5"},
     ]
     second = engine.run(follow_up, tools=tools, tool_mode="return", tool_choice="auto")
@@ -161,8 +193,12 @@ def test_return_mode_resume_reencodes_only_the_new_tokens(qwen_tokenizer) -> Non
     follow_up[1]["tool_calls"][0]["id"] = call["id"]
     follow_up[2]["tool_call_id"] = call["id"]
     resumed = engine.run(follow_up, tools=tools, tool_mode="return", tool_choice="required")
-    result_tokens = len(qwen_tokenizer.encode(engine.tool_format.render_result_block(
-        type("O", (), {"content": "5"})()), add_special_tokens=False))
+    result_tokens = len(
+        qwen_tokenizer.encode(
+            engine.tool_format.render_result_block(type("O", (), {"content": "5"})()),
+            add_special_tokens=False,
+        )
+    )
     assert resumed.usage.prompt_tokens == 0
     assert resumed.usage.reused_prompt_tokens == sum(len(b.token_ids) for b in first.trace.blocks.values())
     assert resumed.usage.fed_tokens == result_tokens  # only the tool result was encoded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hogwild_agents import HogwildEngine, StepCommittedEvent, ToolCallFinishedEvent
+from hogwild_agents.attention import ATTENTION_NAME
 from hogwild_agents.builtin_tools import calculator_tool
 
 pytestmark = pytest.mark.real_model
@@ -68,3 +69,22 @@ def test_return_mode_resume_encodes_only_the_result(engine: HogwildEngine) -> No
     assert second.usage.reused_prompt_tokens == sum(len(b.token_ids) for b in first.trace.blocks.values())
     assert second.usage.fed_tokens <= 40  # only the tool-result turn was encoded
     engine.drop_kept_runs()
+
+
+def test_one_worker_matches_generate_on_the_real_model(engine: HogwildEngine) -> None:
+    """Real weights, float32: W=1 without collaboration gives generate's greedy tokens (the GPU bf16 check is
+    bench/real_model_gpu_check.py)."""
+    single = HogwildEngine(engine.model, engine.tokenizer, workers=1, collaboration=False, max_forwards=32)
+    question = [{"role": "user", "content": "Write a Python function that checks whether a number is prime."}]
+    trace = single.run(question).trace
+    ours = [g.sampled for f in trace.forwards for g in f.groups if g.writer != "finisher"][:32]
+    ids = engine.tokenizer.apply_chat_template(question, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)["input_ids"]
+    model = engine.model
+    model.set_attn_implementation("sdpa")
+    try:
+        eos = sorted(single.eos_token_ids)
+        ref = model.generate(ids, max_new_tokens=32, do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
+    finally:
+        model.set_attn_implementation(ATTENTION_NAME)
+    assert ours == ref[0, ids.shape[1]:].tolist()

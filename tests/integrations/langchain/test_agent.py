@@ -1,10 +1,10 @@
 """A standard LangChain agent (``create_agent``) solving a task with tools on the real model."""
 
 import pytest
-from langchain_real_params import REAL_MODEL_PARAMS
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_hogwild import ChatHogwild
+from langchain_real_params import REAL_MODEL_PARAMS
 
 pytestmark = pytest.mark.real_model
 

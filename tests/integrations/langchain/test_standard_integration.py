@@ -6,9 +6,9 @@ The whole class is ``real_model``; ``conftest.py`` marks the tests outside the C
 from typing import Any
 
 import pytest
-from langchain_real_params import REAL_MODEL_PARAMS
 from langchain_core.language_models import BaseChatModel
 from langchain_hogwild import ChatHogwild
+from langchain_real_params import REAL_MODEL_PARAMS
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 pytestmark = pytest.mark.real_model

@@ -2,9 +2,9 @@
 
 from typing import Any
 
+from integration_models import tiny_qwen_engine
 from langchain_hogwild import ChatHogwild
 from langchain_tests.unit_tests import ChatModelUnitTests
-from integration_models import tiny_qwen_engine
 
 
 class TestChatHogwildUnit(ChatModelUnitTests):
