@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from e2e import EngineCell, build_model, quantiles, sync, time_steps  # noqa: E402
 
 from hogwild_agents.distributed import ParallelContext  # noqa: E402
+from hogwild_agents.graph_decode import GraphDecoder  # noqa: E402
 from hogwild_agents.runner import ModelRunner  # noqa: E402
 
 _STYLES = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
@@ -42,12 +43,14 @@ def cell_rows(runner: ModelRunner, label: str, args: argparse.Namespace, graphs:
     for length in args.lengths:
         cell = EngineCell(runner, length, args.workers)
         first = cell.last
-        step = cell.step_greedy if graphs else cell.step_logits
-        if not graphs and runner.parallel.enabled:
+        path_step = cell.step_greedy if graphs else cell.step_logits
+        tokens = [list(cell.last)]
 
-            def step() -> None:
-                cell.step_logits()
+        def step() -> None:
+            path_step()
+            if runner.parallel.enabled:  # rank 0's tokens are what every rank feeds next
                 cell.last = runner.parallel.broadcast_tokens(cell.last)
+            tokens.append(list(cell.last))
 
         for _ in range(args.warmup):
             step()
@@ -64,6 +67,7 @@ def cell_rows(runner: ModelRunner, label: str, args: argparse.Namespace, graphs:
                 p80=p80,
                 tok_s=args.workers * 1e3 / p50,
                 first=first,
+                tokens=tokens,
             )
         )
     return rows
@@ -77,11 +81,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--single", action="store_true", help="also time the unsharded model on rank 0")
+    ap.add_argument("--dtype", default="bfloat16", help="weights dtype (float32 for token-equality checks)")
+    ap.add_argument(
+        "--tp-graphs", action="store_true", help="also capture the sharded decode step as CUDA graphs"
+    )
     args = ap.parse_args()
     par = ParallelContext.from_environment()
     cache = max(args.lengths) + 64 * (args.workers + 8) + 4096
     torch.manual_seed(0)
-    model = build_model(args.model)
+    model = build_model(args.model, dtype=getattr(torch, args.dtype))
     rows: list[dict] = []
     if args.single and par.is_leader:
         for graphs in (False, True):
@@ -96,6 +104,16 @@ def main() -> None:
     torch.cuda.empty_cache()
     runner = ModelRunner(model, page_size=64, max_cache_tokens=cache, parallel=par)
     rows += cell_rows(runner, f"TP={par.world_size} eager", args, graphs=False)
+    if args.tp_graphs:
+        del runner
+        gc.collect()
+        runner = ModelRunner(model, page_size=64, max_cache_tokens=cache, parallel=par)
+        scratch = runner.store.take_scratch_page()
+        runner.graphs = GraphDecoder(runner, scratch_page=scratch, shift_cos_sin=True)
+        try:
+            rows += cell_rows(runner, f"TP={par.world_size} graphs", args, graphs=True)
+        except Exception as e:  # noqa: BLE001 - reported, the other rows still print
+            print(f"rank {dist.get_rank()}: TP graphs failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
     if par.is_leader:
         mem = torch.cuda.max_memory_allocated() / 2**30
         print(
@@ -111,6 +129,10 @@ def main() -> None:
             )
         for r in rows:
             print(f"first greedy tokens {r['path']} L={r['L']}: {r['first']}")
+        for r in rows:  # every path starts from the same zeroed store, so whole token streams compare
+            base = next(b for b in rows if b["L"] == r["L"])
+            same = sum(a == b for a, b in zip(r["tokens"], base["tokens"], strict=False))
+            print(f"greedy steps equal to {base['path']} L={r['L']}: {r['path']} {same}/{len(r['tokens'])}")
     dist.barrier()
     dist.destroy_process_group()
 

@@ -85,14 +85,14 @@ STEP0 = 64  # tokens already in each worker's current step when timing starts
 HEADER, SEP, OWN = 12, 2, 6
 
 
-def build_model(name: str, layers: int | None = None) -> torch.nn.Module:
+def build_model(name: str, layers: int | None = None, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
     family, fields = MODELS[name]
     fields = {**fields, **({"num_hidden_layers": layers} if layers else {})}
     cfg = (LlamaConfig if family == "llama" else Qwen2Config)(**fields)
     with torch.device(DEVICE):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     return model.eval()
 
 

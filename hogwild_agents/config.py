@@ -73,6 +73,13 @@ class HogwildConfig(BaseModel):
     cuda_graphs: bool = Field(
         True, description="Replay decode steps as CUDA graphs (CUDA with the Triton backend; else eager)."
     )
+    tensor_parallel_graphs: bool = Field(
+        False,
+        description="Also replay decode steps as CUDA graphs under tensor parallelism (collectives "
+        "captured). Opt-in: same greedy tokens as eager in float32 and 1.3x faster than one GPU on a "
+        "QwQ-32B shape (bench/RESULTS.md), but measured only at the runner level, and the benchmark's "
+        "process exit hung once.",
+    )
     trust_model_support: bool = Field(
         False, description="Skip the model-family allow-list (the structural checks still run)."
     )

@@ -115,6 +115,7 @@ class HogwildEngine:
             max_cache_tokens=self.config.max_cache_tokens,
             attention_backend=self.config.attention_backend,
             cuda_graphs=self.config.cuda_graphs,
+            tensor_parallel_graphs=self.config.tensor_parallel_graphs,
             trust_model_support=self.config.trust_model_support,
             parallel=parallel,
         )

@@ -48,6 +48,7 @@ class ModelRunner:
         attention_backend: str = "auto",
         trust_model_support: bool = False,
         cuda_graphs: bool = True,
+        tensor_parallel_graphs: bool = False,
         parallel: ParallelContext = SINGLE_PROCESS,
     ) -> None:
         """Prepare ``model`` for the engine and allocate the shared store (once, for the runner's life).
@@ -59,6 +60,8 @@ class ModelRunner:
             attention_backend: ``"auto"``, ``"triton"`` or ``"reference"``.
             trust_model_support: skip the model-family allow-list.
             cuda_graphs: replay decode forwards as CUDA graphs (CUDA and the Triton backend only).
+            tensor_parallel_graphs: also capture them when ``parallel`` is enabled (NCCL collectives inside
+                the graph; every rank replays the same bucket in lockstep).
             parallel: the tensor-parallel group ``model`` is sharded over (its tensor-parallel plan applied):
                 the store then holds this rank's share of the KV heads.
 
@@ -74,7 +77,7 @@ class ModelRunner:
         model.eval()
         use_graphs = (
             cuda_graphs
-            and not parallel.enabled  # the sharded forward's collectives are not captured (yet)
+            and (tensor_parallel_graphs or not parallel.enabled)
             and self.device.type == "cuda"
             and resolve_backend(attention_backend, self.device) == "triton"
         )
