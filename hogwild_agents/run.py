@@ -519,6 +519,7 @@ class Run:
         view = self._view(None, block)
         self.usage.fed_tokens += len(pending)
         answer = IncrementalText(self.tok)
+        streamed = 0  # characters of the answer already sent as AnswerEvents
         # A forced call or JSON answer cut short is worthless: give constrained output room to close.
         limit = self.cfg.max_answer_tokens if constraint is None else max(self.cfg.max_answer_tokens, 256)
         for _ in range(limit):
@@ -541,17 +542,28 @@ class Run:
             if constraint is not None:
                 constraint.accept(token)
             self.usage.answer_tokens += 1
-            delta = answer.add([token])
-            if delta:
-                yield AnswerEvent(delta, self.forward_index - 1)
+            answer.add([token])
+            visible = self._streamable(answer.text, final=False)
+            if len(visible) > streamed:
+                yield AnswerEvent(visible[streamed:], self.forward_index - 1)
+                streamed = len(visible)
             if any(stop in answer.text for stop in self.cfg.stop):
                 break
             if constraint is not None and constraint.is_terminated:
                 break
-        text = answer.text
+        text = self._streamable(answer.text, final=True)
+        if len(text) > streamed:  # what was held back as a possible stop string's start, and wasn't one
+            yield AnswerEvent(text[streamed:], self.forward_index - 1)
+        return text.strip(), pending
+
+    def _streamable(self, text: str, final: bool) -> str:
+        """The answer up to the first stop string; unless ``final``, minus a tail that may begin one."""
         for stop in self.cfg.stop:
             text = text.split(stop, 1)[0]
-        return text.strip(), pending
+        if not final:
+            starts = (k for s in self.cfg.stop for k in range(1, len(s)) if text.endswith(s[:k]))
+            text = text[: len(text) - max(starts, default=0)]
+        return text
 
     # ------------------------------------------------------------------ result
     def _record_blocks(self) -> None:

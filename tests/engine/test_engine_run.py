@@ -191,3 +191,20 @@ def test_concurrent_threads_and_asyncio_are_safe(qwen_tokenizer) -> None:
     results += asyncio.run(both())
     assert len(results) == 5
     assert all([w.text for w in r.workers] == [w.text for w in expected.workers] for r in results)
+
+
+@pytest.mark.parametrize("stop", [["STOP"], ["ST", "xyz"], ["never there"]])
+def test_answer_stream_never_shows_a_stop_string(qwen_tokenizer, monkeypatch, stop: list[str]) -> None:
+    """Answer deltas hold back a tail that may begin a stop string, and join to exactly the final answer."""
+    from hogwild_agents import AnswerEvent
+
+    script = "The answer is 42. STOP and more"
+    ScriptedWriters(qwen_tokenizer, {"finisher": script}, EOS).install(monkeypatch)
+    engine = engine_for(qwen_tokenizer, workers=2, max_forwards=4, max_answer_tokens=32)
+    events = list(engine.stream(QUESTION, stop=stop))
+    streamed = "".join(e.text for e in events if isinstance(e, AnswerEvent))
+    answer = events[-1].result.answer
+    assert streamed.strip() == answer
+    assert not any(s in streamed for s in stop)
+    expected = script.split(stop[0], 1)[0].strip() if stop[0] in script else script
+    assert answer == expected

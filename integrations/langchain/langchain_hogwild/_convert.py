@@ -414,8 +414,9 @@ class _StreamConverter:
     the content. The last chunk carries tool calls, usage and metadata.
 
     With ``live_answer=False`` the answer comes whole in the last chunk, as the engine's final
-    ``RunResult.answer``: the engine's answer deltas include tool-call markup and text past a stop string,
-    which only the final answer has removed, so callers that bind tools or set ``stop`` get it that way.
+    ``RunResult.answer``: when the finisher may write tool calls, its deltas are call markup that only the
+    final answer turns into ``tool_calls``. (Stop strings need no such care: the engine never streams
+    text from a stop string on.)
     """
 
     def __init__(self, *, model_name: str, max_answer_tokens: int, live_answer: bool = True) -> None:

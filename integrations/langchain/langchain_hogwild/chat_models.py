@@ -308,7 +308,7 @@ class ChatHogwild(BaseChatModel):
         return _StreamConverter(
             model_name=self._model_name,
             max_answer_tokens=overrides["max_answer_tokens"],
-            live_answer=not overrides["stop"] and not returns_calls,
+            live_answer=not returns_calls,
         )
 
     # --------------------------------------------------------------------------------------------- runs
