@@ -12,6 +12,7 @@ writes ``results.json``, ``results.md`` and ``accuracy.png`` under ``--out`` and
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -100,6 +101,14 @@ def run_eval_command(args: argparse.Namespace, argv: list[str] | None = None) ->
         for task in make_tasks(family, args.n, seed, args.k, args.tool_delay)
     ]
     engine = _load(args.model, args.dtype)
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "records.jsonl"  # one line per finished run: a long eval that stops keeps its runs
+    partial.write_text("")
+
+    def save(record: Any) -> None:
+        with partial.open("a") as fh:
+            fh.write(json.dumps(record.to_dict()) + "\n")
+
     records = run_eval(
         engine,
         tasks,
@@ -108,6 +117,7 @@ def run_eval_command(args: argparse.Namespace, argv: list[str] | None = None) ->
         temperature=args.temperature,
         max_answer_tokens=args.max_answer_tokens,
         show_progress=not args.no_progress,
+        on_record=save,
     )
     rows = summarize(records)
     command = "hogwild " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -263,6 +263,7 @@ def run_eval(
     sc_temperature: float = 0.7,
     max_answer_tokens: int = 64,
     show_progress: bool = True,
+    on_record: Callable[[EvalRecord], None] | None = None,
 ) -> list[EvalRecord]:
     """Run every task in every setup at every budget; a rich progress bar tracks the runs.
 
@@ -275,6 +276,7 @@ def run_eval(
         sc_temperature: See :func:`run_one`.
         max_answer_tokens: See :func:`run_one`.
         show_progress: Draw a progress bar on stderr.
+        on_record: Called with each record as soon as its run ends (e.g. to save partial results).
 
     Returns:
         One record per (task, setup, budget), in that nesting order (budget innermost).
@@ -304,17 +306,18 @@ def run_eval(
         bar = progress.add_task("eval", total=len(jobs))
         for task, setup, budget in jobs:
             progress.update(bar, description=f"{task.id} {setup.name} B={budget}")
-            records.append(
-                run_one(
-                    engine,
-                    task,
-                    setup,
-                    budget,
-                    temperature=temperature,
-                    sc_temperature=sc_temperature,
-                    max_answer_tokens=max_answer_tokens,
-                )
+            record = run_one(
+                engine,
+                task,
+                setup,
+                budget,
+                temperature=temperature,
+                sc_temperature=sc_temperature,
+                max_answer_tokens=max_answer_tokens,
             )
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
             progress.advance(bar)
     return records
 

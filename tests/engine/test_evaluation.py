@@ -225,6 +225,8 @@ def test_cli_eval_writes_the_files(qwen_tokenizer, tmp_path, capsys):
     assert all(r["accuracy"] == 0.0 for r in payload["records"])
     assert payload["meta"]["command"].startswith("hogwild eval --model")
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    partial = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert partial == payload["records"]  # every run was saved as it finished
     text = log.read_text()
     assert text.startswith("# results\n") and "## Evaluation (hogwild eval)" in text
     assert "| arithmetic | W=1 baseline | 2 | 1 | 0.000 |" in text and "machine=" in text
