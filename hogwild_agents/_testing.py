@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TINY_TEST_MODEL", "tiny_random_qwen2"]
+__all__ = ["TINY_SHAPE", "TINY_TEST_MODEL", "tiny_random_qwen2"]
 
 TINY_TEST_MODEL = "hogwild-test:tiny-random-qwen2"
 """The ``--model`` value that selects the tiny random test model."""
+
+TINY_SHAPE: dict[str, int | bool] = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+    tie_word_embeddings=True,
+)
+"""The shape of every tiny test model (GQA 4/2 heads, head_dim 16, 2 layers): the tests' builders share it."""
 
 
 def tiny_random_qwen2(seed: int = 0) -> tuple[Any, Any]:
@@ -42,16 +53,7 @@ def tiny_random_qwen2(seed: int = 0) -> tuple[Any, Any]:
             "resolve_model_path()'"
         )
     tokenizer = AutoTokenizer.from_pretrained(path)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
+    config = Qwen2Config(vocab_size=len(tokenizer), **TINY_SHAPE)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).eval()
     return model, tokenizer

@@ -14,17 +14,9 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-FAMILIES = ("llama", "qwen2", "qwen3", "mistral")
+from hogwild_agents._testing import TINY_SHAPE as _COMMON
 
-_COMMON = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=4096,
-    tie_word_embeddings=True,
-)
+FAMILIES = ("llama", "qwen2", "qwen3", "mistral")
 
 
 def tiny_model(family: str, vocab_size: int = 512, seed: int = 0, **overrides: object) -> torch.nn.Module:

@@ -38,17 +38,10 @@ def tiny_qwen_model(seed: int = 0) -> torch.nn.Module:
     """A random 2-layer Qwen2 causal LM (hidden 64, vocab 151936, tied embeddings), fp32 on CPU."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=151936,
-        tie_word_embeddings=True,
-        max_position_embeddings=4096,
-        initializer_range=0.2,  # not 0.02: greedy text then varies instead of repeating spaces
-    )
+    from hogwild_agents._testing import TINY_SHAPE
+
+    # initializer_range 0.2, not 0.02: greedy text then varies instead of repeating spaces.
+    config = Qwen2Config(**TINY_SHAPE, vocab_size=151936, initializer_range=0.2)
     torch.manual_seed(seed)
     return Qwen2ForCausalLM(config).eval()
 
