@@ -229,6 +229,7 @@ class HogwildEngine:
             collaboration=cfg.collaboration,
             tools=[t.to_openai_schema() for t in tool_list] or None,
             rules_template=cfg.system_prompt,
+            finisher_may_call=bool(tool_list) and cfg.tool_mode == "return" and cfg.tool_choice != "none",
         )
         return Run(self, texts, cfg, tool_list), msgs, False
 

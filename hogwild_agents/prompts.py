@@ -77,25 +77,33 @@ def render_prompt(
     collaboration: bool,
     tools: list[dict[str, Any]] | None = None,
     rules_template: str | None = None,
+    finisher_may_call: bool = False,
 ) -> PromptTexts:
     """Render the shared prompt and the finisher turn for a run.
 
     With collaboration the rules join the system message and the prompt ends with the history header;
     for templates whose generation prompt opens a ``<think>`` block the workers write inside it and the
     finisher closes it. Without collaboration the prompt is the plain chat-template rendering.
+    ``finisher_may_call`` (tools returned to the caller) lets the finisher's request say that a tool call
+    is a valid reply: without it small models answer from memory instead of calling a tool.
     """
     tool_kwargs = {"tools": tools} if tools else {}
     if not collaboration:
         prompt = _template(tokenizer, messages, add_generation_prompt=True, **tool_kwargs)
-        return PromptTexts(prompt=prompt, finisher=_finisher_turn(tokenizer, messages, tool_kwargs))
+        finisher = _finisher_turn(tokenizer, messages, tool_kwargs, finisher_may_call)
+        return PromptTexts(prompt=prompt, finisher=finisher)
     full = _with_rules(messages, collaboration_rules(names, rules_template))
     prompt = _template(tokenizer, full, add_generation_prompt=True, **tool_kwargs)
     opens_think = prompt.rstrip().endswith("<think>")
-    finisher = "\n</think>\n\n" if opens_think else _finisher_turn(tokenizer, full, tool_kwargs)
+    finisher = (
+        "\n</think>\n\n" if opens_think else _finisher_turn(tokenizer, full, tool_kwargs, finisher_may_call)
+    )
     return PromptTexts(prompt=prompt + "### Past steps\n\n", finisher=finisher, opens_think=opens_think)
 
 
-def _finisher_turn(tokenizer: Any, messages: list[dict[str, Any]], tool_kwargs: dict[str, Any]) -> str:
+def _finisher_turn(
+    tokenizer: Any, messages: list[dict[str, Any]], tool_kwargs: dict[str, Any], may_call: bool = False
+) -> str:
     """Text that closes the workers' shared turn and asks for the answer, derived from the template.
 
     Rendered with a sentinel as the assistant's content so the turn markers come from the template itself.
@@ -104,6 +112,8 @@ def _finisher_turn(tokenizer: Any, messages: list[dict[str, Any]], tool_kwargs: 
         "Stop here. Considering all the work above, write the final answer to my request now, "
         "complete and self-contained."
     )
+    if may_call:
+        request += " If answering needs a tool's result that is not above yet, reply with just that call."
     convo = [*messages, {"role": "assistant", "content": _SENTINEL}, {"role": "user", "content": request}]
     try:
         text = _template(tokenizer, convo, add_generation_prompt=True, **tool_kwargs)

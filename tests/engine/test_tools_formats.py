@@ -113,3 +113,39 @@ def test_no_template_is_an_error(chatml_tokenizer):
     chatml_tokenizer.chat_template = None
     with pytest.raises(ChatTemplateError, match="no chat template"):
         ToolFormat.from_tokenizer(chatml_tokenizer)
+
+
+def test_finisher_is_told_a_call_is_a_valid_reply_only_when_calls_are_returned(qwen_tokenizer):
+    from hogwild_agents.engine import HogwildEngine
+    from hogwild_agents.prompts import render_prompt
+
+    tools = [Tool.from_function(add).to_openai_schema()]
+    msgs = [{"role": "user", "content": "Add 2 and 3."}]
+    for collaboration in (True, False):
+        plain = render_prompt(
+            qwen_tokenizer, msgs, names=["A", "B"], collaboration=collaboration, tools=tools
+        )
+        calls = render_prompt(
+            qwen_tokenizer,
+            msgs,
+            names=["A", "B"],
+            collaboration=collaboration,
+            tools=tools,
+            finisher_may_call=True,
+        )
+        assert "reply with just that call" in calls.finisher and "reply with just" not in plain.finisher
+        assert calls.prompt == plain.prompt
+    # The engine asks for it exactly in return mode with tools that may be called.
+    from tiny_models import tiny_model
+
+    engine = HogwildEngine(tiny_model("qwen2", vocab_size=151936, eos_token_id=151645), qwen_tokenizer)
+    for mode, choice, expect in (
+        ("return", "auto", True),
+        ("execute", "auto", False),
+        ("return", "none", False),
+    ):
+        run, _, _ = engine._prepare(
+            msgs, [Tool.from_function(add)], {"tool_mode": mode, "tool_choice": choice}
+        )
+        assert ("reply with just that call" in run.texts.finisher) is expect, (mode, choice)
+        run.close()
