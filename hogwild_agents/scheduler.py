@@ -91,6 +91,7 @@ def drive(steps: RunSteps, runner: ModelRunner) -> Iterator[Event]:
 
 
 _END = object()
+_IDLE_EXIT_S = 2.0
 
 
 @dataclass(eq=False)
@@ -164,7 +165,11 @@ class BatchScheduler:
         while True:
             with self._cv:
                 while not self._handles:
-                    self._cv.wait()
+                    # Idle: end the thread after a while, so an engine nobody uses can be freed; the next
+                    # submit starts a new one.
+                    if not self._cv.wait(timeout=_IDLE_EXIT_S) and not self._handles:
+                        self._thread = None
+                        return
                 handles = list(self._handles)
             asking = [h for h in handles if self._advance(h)]
             if asking:

@@ -148,3 +148,21 @@ def test_a_run_waiting_for_a_tool_does_not_hold_up_another(qwen_tokenizer) -> No
     finally:
         release.set()
         patch.undo()
+
+
+def test_an_idle_engine_leaves_no_thread_behind(qwen_tokenizer) -> None:
+    import gc
+    import weakref
+
+    engine = engine_for(qwen_tokenizer)
+    engine.run(TASKS[0], max_forwards=2)
+    thread = engine.scheduler._thread
+    assert thread is not None
+    thread.join(timeout=30)  # it ends by itself once no run is left
+    assert not thread.is_alive()
+    assert engine.run(TASKS[0], max_forwards=2).stop_reason == "max_forwards"  # a new one starts on demand
+    engine.scheduler._thread.join(timeout=30)
+    ref = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert ref() is None  # nothing keeps the engine (and its model and KV store) alive
