@@ -32,6 +32,10 @@ class TestChatHogwildIntegration(ChatModelIntegrationTests):
         return True
 
     @property
+    def supports_json_mode(self) -> bool:
+        return True  # with_structured_output(method="json_mode"): any JSON object, grammar-constrained
+
+    @property
     def supports_model_override(self) -> bool:
         return False  # one engine holds one model's weights; a per-call `model` cannot switch them
 
