@@ -339,16 +339,22 @@ class HogwildEngine:
         events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
         cancelled = threading.Event()
 
+        def send(item: Event | BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, item)
+            except RuntimeError:  # the consumer's event loop is closed: nobody listens any more
+                cancelled.set()
+
         def produce() -> None:
             try:
                 for event in self.stream(messages, tools=tools, **overrides):
-                    loop.call_soon_threadsafe(events.put_nowait, event)
+                    send(event)
                     if cancelled.is_set():
-                        break
+                        break  # closing the stream cancels the run and frees its pages
             except BaseException as e:  # forwarded to the consumer, re-raised there
-                loop.call_soon_threadsafe(events.put_nowait, e)
+                send(e)
             finally:
-                loop.call_soon_threadsafe(events.put_nowait, None)
+                send(None)
 
         thread = threading.Thread(target=produce, name="hogwild-run", daemon=True)
         thread.start()

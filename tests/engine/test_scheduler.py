@@ -166,3 +166,19 @@ def test_an_idle_engine_leaves_no_thread_behind(qwen_tokenizer) -> None:
     del engine
     gc.collect()
     assert ref() is None  # nothing keeps the engine (and its model and KV store) alive
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_astream_whose_event_loop_closes_cancels_its_run(qwen_tokenizer) -> None:
+    import asyncio
+
+    engine = engine_for(qwen_tokenizer, max_forwards=400)
+    loop = asyncio.new_event_loop()
+    stream = engine.astream(TASKS[0])
+    loop.run_until_complete(stream.__anext__())  # the run has started; then its consumer goes away
+    loop.close()
+    producer = next(t for t in threading.enumerate() if t.name == "hogwild-run")
+    producer.join(timeout=300)
+    assert not producer.is_alive()
+    assert engine.runner.store.free_pages == engine.runner.store.num_pages  # cancelled, pages back
+    assert engine.run(TASKS[1], max_forwards=3).stop_reason == "max_forwards"
