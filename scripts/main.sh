@@ -6,6 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Nothing is fetched from a model hub at run time: models come from PyPI packages.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 bash scripts/setup.sh
-TASK=${TASK:-"A shop sells pens at 3 dollars and notebooks at 7 dollars. Ana buys 4 pens and 5 notebooks. How much does she pay? Use the calculator."}
+TASK=${TASK:-"A train travels 12345 meters per hour for 6789 hours. How many meters does it travel? Use the calculator."}
 # The 0.5B model rarely decides to call a tool by itself: the first call is forced (constrained decoding).
-exec .venv/bin/hogwild run "$TASK" --workers 2 --tool calculator --tool-choice required "$@"
+# 64 worker forwards keep the demo near a minute on 2 CPU cores; pass --max-forwards to give it more.
+exec .venv/bin/hogwild run "$TASK" --workers 2 --tool calculator --tool-choice required --max-forwards 64 "$@"
