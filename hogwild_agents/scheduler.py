@@ -171,12 +171,20 @@ class BatchScheduler:
                         self._thread = None
                         return
                 handles = list(self._handles)
-            asking = [h for h in handles if self._advance(h)]
-            if asking:
-                self._forward(asking)
-            elif self._handles:  # every run waits for tools: sleep until one of their calls finishes
-                futures = [f for h in handles if h.waiting for f in h.waiting.session.outstanding()]
-                wait(futures, timeout=0.05, return_when=FIRST_COMPLETED)
+            try:
+                self._round(handles)
+            except BaseException as e:  # a bug here must not leave callers waiting forever: fail their runs
+                for handle in handles:
+                    handle.events.put(e)
+                    self._end(handle, close=True)
+
+    def _round(self, handles: list[RunHandle]) -> None:
+        asking = [h for h in handles if self._advance(h)]
+        if asking:
+            self._forward(asking)
+        elif self._handles:  # every run waits for tools: sleep until one of their calls finishes
+            futures = [f for h in handles if h.waiting for f in h.waiting.session.outstanding()]
+            wait(futures, timeout=0.05, return_when=FIRST_COMPLETED)
 
     def _advance(self, handle: RunHandle) -> bool:
         """Step ``handle`` until it asks for a forward (→ True), parks on tools, or ends (→ False)."""

@@ -182,3 +182,19 @@ def test_astream_whose_event_loop_closes_cancels_its_run(qwen_tokenizer) -> None
     assert not producer.is_alive()
     assert engine.runner.store.free_pages == engine.runner.store.num_pages  # cancelled, pages back
     assert engine.run(TASKS[1], max_forwards=3).stop_reason == "max_forwards"
+
+
+def test_a_scheduler_failure_reaches_the_callers_instead_of_hanging_them(qwen_tokenizer, monkeypatch) -> None:
+    from hogwild_agents.scheduler import BatchScheduler
+
+    engine = engine_for(qwen_tokenizer)
+
+    def broken(self, asking):
+        raise RuntimeError("scheduler bug")
+
+    monkeypatch.setattr(BatchScheduler, "_forward", broken)
+    with pytest.raises(RuntimeError, match="scheduler bug"):
+        engine.run(TASKS[0])
+    monkeypatch.undo()
+    assert engine.runner.store.free_pages == engine.runner.store.num_pages
+    assert engine.run(TASKS[0], max_forwards=3).stop_reason == "max_forwards"
