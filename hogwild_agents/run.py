@@ -321,7 +321,13 @@ class Run:
             return "max_forwards"
         if self.cfg.max_new_tokens is not None and self.usage.generated_tokens >= self.cfg.max_new_tokens:
             return "max_new_tokens"
-        total = sum(b.length for b in self.store.blocks.values()) + sum(len(g.token_ids) for g in groups)
+        return self._room_reason(groups)
+
+    def _room_reason(self, groups: list[WriteGroup]) -> StopReason | None:
+        """Why ``groups`` would not fit the context window or the page pool (keeping the finisher's share)."""
+        # This run's blocks bound every view of it (other runs and kept runs share the store, not the views).
+        mine = sum(self.store.blocks[b].length for b in self.block_ids if b in self.store.blocks)
+        total = mine + sum(len(g.token_ids) for g in groups)
         if total + self._finisher_reserve() > self.context_window:
             return "context_window"
         finisher_pages = -(-self._finisher_reserve() // self.store.page_size) + 1
@@ -369,7 +375,7 @@ class Run:
             for w in self._active()
             if w.pending
         ]
-        if groups and self._budget_reason(groups) in (None, "max_forwards", "max_new_tokens"):
+        if groups and self._room_reason(groups) is None:
             try:
                 yield from self._forward(groups)
             except PagePoolExhausted:

@@ -213,3 +213,18 @@ def test_tool_request_errors(qwen_tokenizer) -> None:
     with pytest.raises(InvalidRequestError, match="needs callables"):
         engine.run(ASK, tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
     assert engine.run(ASK).stop_reason == "max_forwards"
+
+
+def test_a_kept_run_does_not_eat_another_runs_context_window(qwen_tokenizer, monkeypatch) -> None:
+    """The context check counts the run's own blocks, not everything in the shared store."""
+    engine = engine_for(qwen_tokenizer, workers=2, max_forwards=12, constrain_tool_calls=False)
+    alone = engine.run(ASK)
+    used = sum(len(b.token_ids) for b in alone.trace.blocks.values())
+    window = used * 3 // 2  # room for one run, not for two
+    assert engine.run(ASK, context_window=window).stop_reason == "max_forwards"
+    call = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'
+    ScriptedWriters(qwen_tokenizer, {"Alice": call}, EOS).install(monkeypatch)
+    kept = engine.run(ASK, tools=[Tool.from_function(add)], tool_mode="return", max_forwards=40)
+    assert kept.stop_reason == "tool_calls" and engine._kept  # suspended, its pages kept in the store
+    monkeypatch.undo()
+    assert engine.run(ASK, context_window=window).stop_reason == "max_forwards"
