@@ -21,7 +21,7 @@ from .result import RunResult
 from .run import Run
 from .runner import ModelRunner
 from .scheduler import BatchScheduler, drive
-from .toolrun import normalize_tools
+from .toolrun import finisher_may_call, normalize_tools
 from .tools import GrammarFactory, Tool, ToolExecutor, ToolFormat
 
 __all__ = ["HogwildEngine", "Messages"]
@@ -229,7 +229,7 @@ class HogwildEngine:
             collaboration=cfg.collaboration,
             tools=[t.to_openai_schema() for t in tool_list] or None,
             rules_template=cfg.system_prompt,
-            finisher_may_call=bool(tool_list) and cfg.tool_mode == "return" and cfg.tool_choice != "none",
+            finisher_may_call=finisher_may_call(tool_list, cfg),
         )
         return Run(self, texts, cfg, tool_list), msgs, False
 

@@ -15,7 +15,12 @@ from .tools.grammar import TokenConstraint
 if TYPE_CHECKING:
     from .engine import HogwildEngine
 
-__all__ = ["ToolSession", "normalize_tools"]
+__all__ = ["ToolSession", "finisher_may_call", "normalize_tools"]
+
+
+def finisher_may_call(tools: list[Tool], cfg: HogwildConfig) -> bool:
+    """Whether the finisher may answer with tool calls: tools bound, returned to the caller, not 'none'."""
+    return bool(tools) and cfg.tool_mode == "return" and cfg.tool_choice != "none"
 
 
 def normalize_tools(tools: list[Any] | None, mode: str) -> list[Tool]:
@@ -216,13 +221,13 @@ class ToolSession:
         factory = self.engine.grammar_factory
         if self.cfg.response_format is not None:
             return factory.constraint(factory.json_schema(self.cfg.response_format))
-        if not self.tools or self.cfg.tool_choice == "none" or self.cfg.tool_mode == "execute":
+        if not finisher_may_call(self.tools, self.cfg):
             return None
         return factory.constraint(factory.tool_calls(self.tools, self.cfg.tool_choice, self.fmt))
 
     def calls_in_answer(self, text: str) -> list[ToolCall]:
         """Calls the finisher wrote (return mode), parsed leniently; malformed ones are dropped."""
-        if not self.tools or self.cfg.tool_mode != "return" or self.cfg.tool_choice == "none":
+        if not finisher_may_call(self.tools, self.cfg):
             return []
         try:
             return [c for c in parse_tool_calls(text, self.tools, self.fmt) if c.error is None]

@@ -300,8 +300,8 @@ class ChatHogwild(BaseChatModel):
         return chat, tools or None, overrides
 
     def _stream_converter(self, tools: list[Any] | None, overrides: dict[str, Any]) -> _StreamConverter:
-        # The engine's answer deltas may hold tool-call markup (calls returned to the caller) or run past a
-        # stop string; in those runs the answer is sent once, cleaned, in the final chunk.
+        # The engine's answer deltas may hold tool-call markup (calls returned to the caller); in those
+        # runs the answer is sent once, parsed, in the final chunk. Stop strings never reach the deltas.
         returns_calls = (
             bool(tools) and overrides.get("tool_mode") == "return" and overrides.get("tool_choice") != "none"
         )
