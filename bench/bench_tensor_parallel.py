@@ -24,9 +24,9 @@ from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, 
 sys.path.insert(0, str(Path(__file__).parent))
 from e2e import EngineCell, build_model, quantiles, sync, time_steps  # noqa: E402
 
-from hogwild_agents.distributed import ParallelContext  # noqa: E402
-from hogwild_agents.graph_decode import GraphDecoder  # noqa: E402
-from hogwild_agents.runner import ModelRunner  # noqa: E402
+from hogwild_agents.runner.distributed import ParallelContext  # noqa: E402
+from hogwild_agents.runner.graphs import GraphDecoder  # noqa: E402
+from hogwild_agents.runner.runner import ModelRunner  # noqa: E402
 
 _STYLES = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
 

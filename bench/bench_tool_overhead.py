@@ -11,7 +11,7 @@ import time
 import torch
 from transformers import AutoTokenizer
 
-from hogwild_agents.model_store import DEFAULT_MODEL, cache_root
+from hogwild_agents.models.store import DEFAULT_MODEL, cache_root
 from hogwild_agents.tools import GrammarFactory, Tool, ToolCallDetector, ToolFormat, apply_constraints
 
 V = 151936

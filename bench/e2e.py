@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernels"))
 sys.path.insert(0, str(ROOT))
 
-from hogwild_agents.layouts import SharedLayoutState, build_view  # noqa: E402
-from hogwild_agents.plan import WriteGroup, build_host_plan  # noqa: E402
-from hogwild_agents.runner import ModelRunner  # noqa: E402
+from hogwild_agents.cache.layouts import SharedLayoutState, build_view  # noqa: E402
+from hogwild_agents.cache.plan import WriteGroup, build_host_plan  # noqa: E402
+from hogwild_agents.runner.runner import ModelRunner  # noqa: E402
 
 MODELS = {  # family, config.json fields that set the shapes and RoPE
     "qwen2.5-7b": (

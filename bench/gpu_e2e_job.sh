@@ -49,7 +49,7 @@ if [[ $stages == *real* ]]; then
     echo "real exit $?"
     grep -E "W=|Error|error" "$out/real.log" | head -20
     # The main job on the GPU: two workers and the calculator on the real model.
-    HOGWILD_MODEL=/tmp/qwen05 timeout 240 $py -m hogwild_agents.cli run \
+    HOGWILD_MODEL=/tmp/qwen05 timeout 240 $py -m hogwild_agents.ui.cli run \
         "What is 12345 * 6789? Use the calculator." --workers 2 --tool calculator --json \
         >"$out/main_job.json" 2>"$out/main_job.log"
     echo "main job exit $?"

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "kernels"))
 
 from hogwild_agents import HogwildEngine  # noqa: E402
-from hogwild_agents.model_store import DEFAULT_MODEL, REGISTRY, _convert_gguf  # noqa: E402
-from hogwild_agents.plan import WriteGroup  # noqa: E402
-from hogwild_agents.result import Trace  # noqa: E402
-from hogwild_agents.runner import ModelRunner  # noqa: E402
+from hogwild_agents.api.results import Trace  # noqa: E402
+from hogwild_agents.cache.plan import WriteGroup  # noqa: E402
+from hogwild_agents.models.store import DEFAULT_MODEL, REGISTRY, _convert_gguf  # noqa: E402
+from hogwild_agents.runner.runner import ModelRunner  # noqa: E402
 
 
 def assemble(pieces: Path, model_dir: Path) -> float:

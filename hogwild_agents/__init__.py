@@ -4,10 +4,9 @@ Public API: :class:`HogwildEngine`, :class:`HogwildConfig`, :class:`RunResult`, 
 errors. Everything else is private.
 """
 
-from .config import HogwildConfig
-from .engine import HogwildEngine
-from .errors import ContextOverflowError, HogwildError, InvalidRequestError, UnsupportedModelError
-from .events import (
+from .api.config import HogwildConfig
+from .api.errors import ContextOverflowError, HogwildError, InvalidRequestError, UnsupportedModelError
+from .api.events import (
     AnswerEvent,
     Event,
     FinishedEvent,
@@ -17,7 +16,8 @@ from .events import (
     ToolCallStartedEvent,
     WorkerStoppedEvent,
 )
-from .result import RunResult, Trace, Usage, WorkerResult
+from .api.results import RunResult, Trace, Usage, WorkerResult
+from .engine.engine import HogwildEngine
 from .tools import Tool
 
 __version__ = "0.1.0"

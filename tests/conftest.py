@@ -25,13 +25,13 @@ import pytest  # noqa: E402
 def qwen_tokenizer():
     """Return the real Qwen2.5-Coder-0.5B-Instruct tokenizer from the model cache, or skip with the reason."""
     try:
-        from hogwild_agents.model_store import DEFAULT_MODEL, cache_root
+        from hogwild_agents.models.store import DEFAULT_MODEL, cache_root
     except ImportError as e:  # model_store not importable: nothing to load from
-        pytest.skip(f"hogwild_agents.model_store unavailable ({e}); cannot locate the Qwen tokenizer")
+        pytest.skip(f"hogwild_agents.models.store unavailable ({e}); cannot locate the Qwen tokenizer")
     path = cache_root() / "models" / DEFAULT_MODEL
     if not (path / "tokenizer.json").is_file():
         reason = (
-            f"Qwen tokenizer not cached at {path}; run `python -c 'from hogwild_agents.model_store import "
+            f"Qwen tokenizer not cached at {path}; run `python -c 'from hogwild_agents.models.store import "
             "resolve_model_path; resolve_model_path()'` (needs the `model` extra) to create it"
         )
         print(f"SKIP: {reason}")

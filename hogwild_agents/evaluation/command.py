@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-from ..config import Layout
+from ..api.config import Layout
 from .tasks import TASK_FAMILIES
 
 __all__ = ["add_eval_arguments", "run_eval_command"]
@@ -70,9 +70,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(model: str | None, dtype: str | None) -> Any:
-    from .._testing import TINY_TEST_MODEL, tiny_random_qwen2
-    from ..config import HogwildConfig
-    from ..engine import HogwildEngine
+    from ..api.config import HogwildConfig
+    from ..engine.engine import HogwildEngine
+    from ..models.testing import TINY_TEST_MODEL, tiny_random_qwen2
 
     if model == TINY_TEST_MODEL:
         tiny, tokenizer = tiny_random_qwen2()

@@ -30,12 +30,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..config import Layout
+from ..api.config import Layout
 from .scoring import score_answer
 from .tasks import EvalTask
 
 if TYPE_CHECKING:
-    from ..engine import HogwildEngine
+    from ..engine.engine import HogwildEngine
 
 __all__ = [
     "FINISHER_REQUEST",

@@ -22,7 +22,7 @@ _SHOWS_RUN_RESULT = {"01_quickstart.ipynb", "02_tools.ipynb"}
 
 
 def _model_cached() -> bool:
-    from hogwild_agents.model_store import DEFAULT_MODEL, MARKER_FILE, cache_root
+    from hogwild_agents.models.store import DEFAULT_MODEL, MARKER_FILE, cache_root
 
     return (cache_root() / "models" / DEFAULT_MODEL / MARKER_FILE).is_file()
 
@@ -45,7 +45,10 @@ def _kernel_name() -> str:
 
 def test_cookbook_has_notebooks_with_outputs_stripped():
     assert {p.name for p in NOTEBOOKS} >= {
-        "01_quickstart.ipynb", "02_tools.ipynb", "03_langchain.ipynb", "04_llamaindex.ipynb"
+        "01_quickstart.ipynb",
+        "02_tools.ipynb",
+        "03_langchain.ipynb",
+        "04_llamaindex.ipynb",
     }
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)

@@ -18,7 +18,7 @@ QUESTION = [{"role": "user", "content": "Add 2 and 3, then double it."}]
 
 
 def _calculator_tools() -> list[Any]:
-    from hogwild_agents.builtin_tools import calculator_tool
+    from hogwild_agents.tools.builtins import calculator_tool
 
     return [calculator_tool()]
 
@@ -144,7 +144,9 @@ def summarize(result: Any) -> dict[str, Any]:
     return {
         "answer": result.answer,
         "stop_reason": result.stop_reason,
-        "workers": [[w.name, w.text, list(w.steps), w.generated_tokens, w.stop_reason] for w in result.workers],
+        "workers": [
+            [w.name, w.text, list(w.steps), w.generated_tokens, w.stop_reason] for w in result.workers
+        ],
         "tool_calls": calls,
         "tool_events": _tool_events(result),
         "usage": [
@@ -166,28 +168,33 @@ def run_case(name: str, tokenizer: Any) -> dict[str, Any]:
 
     family, cfg, options, tools = CASES[name]
     model = tiny_model(family, vocab_size=VOCAB, eos_token_id=EOS)
-    engine = HogwildEngine(
-        model, tokenizer, page_size=8, max_cache_tokens=4096, max_answer_tokens=8, **cfg
-    )
+    engine = HogwildEngine(model, tokenizer, page_size=8, max_cache_tokens=4096, max_answer_tokens=8, **cfg)
     tool_list = tools() if tools else None
     result = engine.run(QUESTION, tools=tool_list, **options)
     out = {"first": summarize(result)}
     if result.stop_reason == "tool_calls":
-        calls = [c if isinstance(c, dict) else {"id": c.id, "name": c.name, "arguments": c.arguments}
-                 for c in result.tool_calls]
+        calls = [
+            c if isinstance(c, dict) else {"id": c.id, "name": c.name, "arguments": c.arguments}
+            for c in result.tool_calls
+        ]
         followup = [
             *QUESTION,
             {
                 "role": "assistant",
                 "content": "",
                 "tool_calls": [
-                    {"id": c["id"], "type": "function",
-                     "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"]},
+                    }
                     for c in calls
                 ],
             },
-            *[{"role": "tool", "tool_call_id": c["id"], "content": "Paris has 2.1 million people."}
-              for c in calls],
+            *[
+                {"role": "tool", "tool_call_id": c["id"], "content": "Paris has 2.1 million people."}
+                for c in calls
+            ],
         ]
         again = engine.run(followup, tools=tool_list, **options)
         out["resumed"] = summarize(again)

@@ -13,7 +13,7 @@ class ScriptedWriters:
         self.eos = eos
 
     def install(self, monkeypatch) -> None:
-        from hogwild_agents.sampling import Sampler
+        from hogwild_agents.runner.sampling import Sampler
 
         original = Sampler.sample
         script = self

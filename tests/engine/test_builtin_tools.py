@@ -2,7 +2,7 @@
 
 import pytest
 
-from hogwild_agents.builtin_tools import (
+from hogwild_agents.tools.builtins import (
     MAX_EXPRESSION_CHARS,
     LocalCorpus,
     calculator,

@@ -17,19 +17,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from hogwild_agents import cli
-from hogwild_agents._testing import TINY_TEST_MODEL
-from hogwild_agents.errors import UnsupportedModelError
-from hogwild_agents.model_store import (
+from hogwild_agents.ui import cli
+from hogwild_agents.api.errors import UnsupportedModelError
+from hogwild_agents.models.store import (
     DEFAULT_MODEL,
     MARKER_FILE,
     InsufficientDiskSpaceError,
     ModelNotAvailableError,
     cache_root,
 )
+from hogwild_agents.models.testing import TINY_TEST_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = ROOT / "hogwild_agents" / "cli_result.schema.json"
+SCHEMA_PATH = ROOT / "hogwild_agents" / "ui" / "cli_result.schema.json"
 TINY = ["--model", TINY_TEST_MODEL]
 
 
@@ -51,8 +51,8 @@ def _env() -> dict[str, str]:
 def test_published_schema_matches_the_result_model():
     published = json.loads(SCHEMA_PATH.read_text())
     assert published == cli.cli_result_schema(), (
-        "regenerate: python -c 'import json; from hogwild_agents.cli import cli_result_schema as s; "
-        'open("hogwild_agents/cli_result.schema.json", "w").write(json.dumps(s(), indent=2) + "\\n")\''
+        "regenerate: python -c 'import json; from hogwild_agents.ui.cli import cli_result_schema as s; "
+        'open("hogwild_agents/ui/cli_result.schema.json", "w").write(json.dumps(s(), indent=2) + "\\n")\''
     )
     assert "trace" not in published["properties"]
     jsonschema.Draft202012Validator.check_schema(published)
@@ -109,7 +109,15 @@ def test_model_errors_are_one_clear_message(monkeypatch, capsys, error):
 def test_missing_model_packages_in_a_real_process():
     """The 1.5B packaged model's parts are not installed here: one message, exit code 2, no traceback."""
     proc = subprocess.run(
-        [sys.executable, "-m", "hogwild_agents.cli", "run", "hi", "--model", "qwen2.5-coder-1.5b-instruct"],
+        [
+            sys.executable,
+            "-m",
+            "hogwild_agents.ui.cli",
+            "run",
+            "hi",
+            "--model",
+            "qwen2.5-coder-1.5b-instruct",
+        ],
         capture_output=True,
         text=True,
         env=_env(),
@@ -173,7 +181,7 @@ class _Tmux:
 
     def start(self, argv: list[str]) -> None:
         env = " ".join(f"{k}={v}" for k, v in _env().items() if k in ("PYTHONPATH", "HF_HUB_OFFLINE", "HOME"))
-        command = " ".join(_quote(a) for a in [sys.executable, "-m", "hogwild_agents.cli", *argv])
+        command = " ".join(_quote(a) for a in [sys.executable, "-m", "hogwild_agents.ui.cli", *argv])
         script = f"env {env} TERM=xterm-256color {command}; echo $? > {self.exit_file}; sleep 600"
         self._tmux("new-session", "-d", "-s", "hw", "-x", str(self.width), "-y", str(self.height), script)
 

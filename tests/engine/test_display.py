@@ -2,8 +2,7 @@
 
 from rich.console import Console
 
-from hogwild_agents.display import render_progress_html, render_run_html, watch
-from hogwild_agents.events import (
+from hogwild_agents.api.events import (
     AnswerEvent,
     FinishedEvent,
     StepCommittedEvent,
@@ -12,9 +11,10 @@ from hogwild_agents.events import (
     ToolCallStartedEvent,
     WorkerStoppedEvent,
 )
-from hogwild_agents.live import render_live
-from hogwild_agents.progress import WORKER_COLORS, RunProgress
-from hogwild_agents.result import RunResult, Usage, WorkerResult
+from hogwild_agents.api.results import RunResult, Usage, WorkerResult
+from hogwild_agents.ui.display import render_progress_html, render_run_html, watch
+from hogwild_agents.ui.live import render_live
+from hogwild_agents.ui.progress import WORKER_COLORS, RunProgress
 
 EVIL = "<script>alert('x')</script>"
 
@@ -120,7 +120,7 @@ def test_terminal_view_draws_a_pane_per_worker():
 
 class _FakeEngine:
     def __init__(self):
-        from hogwild_agents.config import HogwildConfig
+        from hogwild_agents.api.config import HogwildConfig
 
         self.config = HogwildConfig(workers=2)
         self.closed = False
@@ -141,7 +141,7 @@ def test_watch_outside_ipython_returns_the_result_silently(capsys):
 
 
 def test_watch_updates_one_display_handle(monkeypatch):
-    import hogwild_agents.display as display
+    import hogwild_agents.ui.display as display
 
     shown = []
 

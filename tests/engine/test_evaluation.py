@@ -11,6 +11,7 @@ import pytest
 from tiny_models import tiny_model
 
 from hogwild_agents import HogwildEngine
+from hogwild_agents.api.results import RunResult, Usage, WorkerResult
 from hogwild_agents.evaluation import (
     FINISHER_REQUEST,
     EvalSetup,
@@ -25,8 +26,7 @@ from hogwild_agents.evaluation import (
     summarize,
 )
 from hogwild_agents.evaluation.tasks import affine_tasks, arithmetic_tasks, lookup_table, tool_tasks
-from hogwild_agents.prompts import render_prompt
-from hogwild_agents.result import RunResult, Usage, WorkerResult
+from hogwild_agents.text.prompts import render_prompt
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -209,8 +209,8 @@ def test_harness_end_to_end_on_a_random_model_scores_zero(tiny_engine, tmp_path)
 
 
 def test_cli_eval_writes_the_files(qwen_tokenizer, tmp_path, capsys):
-    from hogwild_agents import cli
-    from hogwild_agents._testing import TINY_TEST_MODEL
+    from hogwild_agents.ui import cli
+    from hogwild_agents.models.testing import TINY_TEST_MODEL
 
     out, log = tmp_path / "eval", tmp_path / "RESULTS.md"
     log.write_text("# results\n")
@@ -234,7 +234,7 @@ def test_cli_eval_writes_the_files(qwen_tokenizer, tmp_path, capsys):
 
 
 def test_cli_eval_rejects_bad_options(capsys):
-    from hogwild_agents import cli
+    from hogwild_agents.ui import cli
 
     with pytest.raises(SystemExit):
         cli.main(["eval", "--tasks", "gsm8k"])

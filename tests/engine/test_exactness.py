@@ -7,9 +7,9 @@ import torch
 from reference_replay import ReferenceReplayer, ReplayGroup
 from tiny_models import FAMILIES, tiny_model, twin_with_eager_attention
 
-from hogwild_agents.layouts import SharedLayoutState, build_view
-from hogwild_agents.plan import WriteGroup
-from hogwild_agents.runner import ModelRunner
+from hogwild_agents.cache.layouts import SharedLayoutState, build_view
+from hogwild_agents.cache.plan import WriteGroup
+from hogwild_agents.runner.runner import ModelRunner
 
 TOL = 1e-4
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-from hogwild_agents.layouts import SharedLayoutState, build_view
-from hogwild_agents.plan import WriteGroup
-from hogwild_agents.runner import ModelRunner
+from hogwild_agents.cache.layouts import SharedLayoutState, build_view
+from hogwild_agents.cache.plan import WriteGroup
+from hogwild_agents.runner.runner import ModelRunner
 
 CUDA = torch.cuda.is_available()
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Tests for hogwild_agents.model_store: packaged-model lookup, verification and the conversion cache."""
+"""Tests for hogwild_agents.models.store: packaged-model lookup, verification and the conversion cache."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hogwild_agents import model_store as ms
-from hogwild_agents.model_store import (
+from hogwild_agents.models import store as ms
+from hogwild_agents.models.store import (
     InsufficientDiskSpaceError,
     ModelNotAvailableError,
     ModelPart,

@@ -84,7 +84,7 @@ def test_cancelling_one_run_leaves_the_others_and_frees_its_pages(qwen_tokenizer
 
 
 def test_a_failing_run_does_not_take_the_others_down(qwen_tokenizer, monkeypatch) -> None:
-    from hogwild_agents.run import Run
+    from hogwild_agents.engine.run import Run
 
     original = Run._postprocess
 
@@ -185,7 +185,7 @@ def test_astream_whose_event_loop_closes_cancels_its_run(qwen_tokenizer) -> None
 
 
 def test_a_scheduler_failure_reaches_the_callers_instead_of_hanging_them(qwen_tokenizer, monkeypatch) -> None:
-    from hogwild_agents.scheduler import BatchScheduler
+    from hogwild_agents.engine.scheduler import BatchScheduler
 
     engine = engine_for(qwen_tokenizer)
 

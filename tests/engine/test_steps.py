@@ -1,4 +1,4 @@
-from hogwild_agents.steps import contains_final_answer, ends_step
+from hogwild_agents.text.steps import contains_final_answer, ends_step
 
 
 def test_step_ends_on_blank_line_after_a_sentence() -> None:

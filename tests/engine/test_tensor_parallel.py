@@ -18,7 +18,7 @@ from tiny_models import tiny_model
 from tp_worker import ENGINE_CONFIG, drive_scenario, engine_summary
 
 from hogwild_agents import HogwildEngine
-from hogwild_agents.distributed import SINGLE_PROCESS, ParallelContext
+from hogwild_agents.runner.distributed import SINGLE_PROCESS, ParallelContext
 
 VOCAB, EOS = 151936, 151645
 

@@ -116,8 +116,8 @@ def test_no_template_is_an_error(chatml_tokenizer):
 
 
 def test_finisher_is_told_a_call_is_a_valid_reply_only_when_calls_are_returned(qwen_tokenizer):
-    from hogwild_agents.engine import HogwildEngine
-    from hogwild_agents.prompts import render_prompt
+    from hogwild_agents.engine.engine import HogwildEngine
+    from hogwild_agents.text.prompts import render_prompt
 
     tools = [Tool.from_function(add).to_openai_schema()]
     msgs = [{"role": "user", "content": "Add 2 and 3."}]

@@ -14,7 +14,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from hogwild_agents._testing import TINY_SHAPE as _COMMON
+from hogwild_agents.models.testing import TINY_SHAPE as _COMMON
 
 FAMILIES = ("llama", "qwen2", "qwen3", "mistral")
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from hogwild_agents import HogwildEngine
-from hogwild_agents.distributed import SINGLE_PROCESS, ParallelContext
-from hogwild_agents.layouts import SharedLayoutState, build_view
-from hogwild_agents.plan import WriteGroup
-from hogwild_agents.runner import ModelRunner
+from hogwild_agents.cache.layouts import SharedLayoutState, build_view
+from hogwild_agents.cache.plan import WriteGroup
+from hogwild_agents.runner.distributed import SINGLE_PROCESS, ParallelContext
+from hogwild_agents.runner.runner import ModelRunner
 
 QUESTION = [{"role": "user", "content": "Add 2 and 3, then double it."}]
 ENGINE_CONFIG = {
@@ -89,7 +89,7 @@ def main(small_dir: str, engine_dir: str, out_dir: str) -> None:
     """Run both checks on this rank and write its outputs."""
     from transformers import AutoModelForCausalLM
 
-    from hogwild_agents.engine import _tp_plan_kwargs
+    from hogwild_agents.engine.engine import _tp_plan_kwargs
 
     parallel = ParallelContext.from_environment()
     model = AutoModelForCausalLM.from_pretrained(small_dir, dtype=torch.float32, **_tp_plan_kwargs())

@@ -16,7 +16,7 @@ import torch
 
 def qwen_tokenizer_path() -> str:
     """Path of the cached Qwen2.5-Coder-0.5B-Instruct files; skips the test with the reason if unavailable."""
-    from hogwild_agents.model_store import ModelNotAvailableError, resolve_model_path
+    from hogwild_agents.models.store import ModelNotAvailableError, resolve_model_path
 
     try:
         return resolve_model_path()
@@ -38,7 +38,7 @@ def tiny_qwen_model(seed: int = 0) -> torch.nn.Module:
     """A random 2-layer Qwen2 causal LM (hidden 64, vocab 151936, tied embeddings), fp32 on CPU."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from hogwild_agents._testing import TINY_SHAPE
+    from hogwild_agents.models.testing import TINY_SHAPE
 
     # initializer_range 0.2, not 0.02: greedy text then varies instead of repeating spaces.
     config = Qwen2Config(**TINY_SHAPE, vocab_size=151936, initializer_range=0.2)

@@ -23,7 +23,7 @@ def model_label(model: str | None) -> str:
     """Resolve a ``model`` setting to a name: itself, else ``$HOGWILD_MODEL``, else the packaged default."""
     if model:
         return model
-    from hogwild_agents.model_store import DEFAULT_MODEL
+    from hogwild_agents.models.store import DEFAULT_MODEL
 
     return os.environ.get("HOGWILD_MODEL") or DEFAULT_MODEL
 
@@ -70,7 +70,7 @@ def shared_tokenizer(model: str | None) -> Any:
             if tokenizer is None:
                 from transformers import AutoTokenizer
 
-                from hogwild_agents.model_store import resolve_model_path
+                from hogwild_agents.models.store import resolve_model_path
 
                 tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(label))
                 _TOKENIZERS[label] = tokenizer

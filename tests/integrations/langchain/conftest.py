@@ -6,7 +6,6 @@ calling, structured output, the agent loops); the rest of the standard integrati
 ``pytest -m full_suite`` runs the rest.
 """
 
-
 import pytest
 
 CI_SUBSET = frozenset(

@@ -14,7 +14,7 @@ def real_engine() -> Any:
     Skips with the reason when the packaged model is not installed or converted.
     """
     from hogwild_agents import HogwildEngine
-    from hogwild_agents.model_store import ModelNotAvailableError
+    from hogwild_agents.models.store import ModelNotAvailableError
 
     try:
         return HogwildEngine.from_pretrained(None, device="cpu", dtype="float32", max_cache_tokens=8192)

@@ -7,10 +7,10 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import HogwildConfig
-from .errors import InvalidRequestError
-from .tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
-from .tools.grammar import TokenConstraint
+from ..api.config import HogwildConfig
+from ..api.errors import InvalidRequestError
+from ..tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
+from ..tools.grammar import TokenConstraint
 
 if TYPE_CHECKING:
     from .engine import HogwildEngine

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .tools import Tool
+    from . import Tool
 
 __all__ = [
     "BUILTIN_TOOL_NAMES",
@@ -262,7 +262,7 @@ def _split_long(text: str, limit: int) -> list[str]:
 
 def calculator_tool() -> Tool:
     """Wrap :func:`calculator` as a :class:`~hogwild_agents.Tool`."""
-    from .tools import Tool
+    from . import Tool
 
     return Tool.from_function(calculator)
 
@@ -278,7 +278,7 @@ def search_tool(folder: str | Path, top_k: int = 3) -> Tool:
         FileNotFoundError: ``folder`` does not exist.
 
     """
-    from .tools import Tool
+    from . import Tool
 
     corpus = LocalCorpus(folder)
 

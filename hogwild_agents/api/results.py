@@ -129,6 +129,6 @@ class RunResult(BaseModel):
 
     def _repr_html_(self) -> str:
         """Render the run for notebooks (steps, tool calls, answer); see ``display.render_run_html``."""
-        from .display import render_run_html
+        from ..ui.display import render_run_html
 
         return render_run_html(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import Layout
+from ..api.config import Layout
 
 __all__ = ["SharedLayoutState", "build_view"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from hogwild_kernels import ShiftedAttentionMetadata
 
-from .cache import PagedKVStore
+from .store import PagedKVStore
 
 __all__ = ["ForwardPlan", "HostPlan", "WriteGroup", "build_host_plan", "plan_forward"]
 

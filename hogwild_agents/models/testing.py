@@ -43,13 +43,13 @@ def tiny_random_qwen2(seed: int = 0) -> tuple[Any, Any]:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from .model_store import DEFAULT_MODEL, MARKER_FILE, ModelNotAvailableError, cache_root
+    from .store import DEFAULT_MODEL, MARKER_FILE, ModelNotAvailableError, cache_root
 
     path = cache_root() / "models" / DEFAULT_MODEL
     if not (path / MARKER_FILE).is_file():
         raise ModelNotAvailableError(
             f"the test model borrows the tokenizer of {DEFAULT_MODEL!r}, which is not cached at {path}; "
-            "convert it once with: python -c 'from hogwild_agents.model_store import resolve_model_path; "
+            "convert it once with: python -c 'from hogwild_agents.models.store import resolve_model_path; "
             "resolve_model_path()'"
         )
     tokenizer = AutoTokenizer.from_pretrained(path)

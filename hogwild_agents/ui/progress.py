@@ -1,7 +1,7 @@
 """What a live view knows about a run in progress, folded from the engine's events.
 
 Both live views, the terminal one of the ``hogwild`` command and the notebook one of
-:func:`hogwild_agents.display.watch`, feed every event to one :class:`RunProgress` and draw from it, so
+:func:`hogwild_agents.ui.display.watch`, feed every event to one :class:`RunProgress` and draw from it, so
 they cannot disagree about what happened.
 """
 
@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from .events import (
+from ..api.events import (
     AnswerEvent,
     Event,
     FinishedEvent,
@@ -21,7 +21,7 @@ from .events import (
     ToolCallStartedEvent,
     WorkerStoppedEvent,
 )
-from .result import RunResult
+from ..api.results import RunResult
 
 __all__ = ["WORKER_COLORS", "LogLine", "RunProgress", "WorkerProgress", "worker_color"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UnsupportedModelError
+from ..api.errors import UnsupportedModelError
 
 __all__ = ["ModelGeometry", "inspect_model"]
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import torch
 
-from .config import HogwildConfig
-from .distributed import SINGLE_PROCESS, ParallelContext
-from .errors import InvalidRequestError
-from .events import Event, FinishedEvent
-from .prompts import render_prompt
-from .result import RunResult
+from ..api.config import HogwildConfig
+from ..api.errors import InvalidRequestError
+from ..api.events import Event, FinishedEvent
+from ..api.results import RunResult
+from ..runner.distributed import SINGLE_PROCESS, ParallelContext
+from ..runner.runner import ModelRunner
+from ..text.prompts import render_prompt
+from ..tools import GrammarFactory, Tool, ToolExecutor, ToolFormat
 from .run import Run
-from .runner import ModelRunner
 from .scheduler import BatchScheduler, drive
-from .toolrun import finisher_may_call, normalize_tools
-from .tools import GrammarFactory, Tool, ToolExecutor, ToolFormat
+from .tools import finisher_may_call, normalize_tools
 
 __all__ = ["HogwildEngine", "Messages"]
 
@@ -74,7 +74,7 @@ class HogwildEngine:
     Every worker sees every other worker's tokens the moment they are written; a finisher turn reads the
     whole shared state and writes the answer. One engine can be shared by threads and asyncio tasks:
     concurrent runs are stepped together by a scheduler thread and their tokens go through the model in
-    the same forward passes (see :mod:`hogwild_agents.scheduler`).
+    the same forward passes (see :mod:`hogwild_agents.engine.scheduler`).
 
     Example:
         >>> engine = HogwildEngine.from_pretrained(workers=2)  # doctest: +SKIP
@@ -172,11 +172,11 @@ class HogwildEngine:
         Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is loaded with its tensor-parallel plan, one GPU
         per rank (``device`` is ignored), and every rank must then make the same calls on the engine::
 
-            torchrun --nproc-per-node 2 -m hogwild_agents.cli run "..." --workers 4
+            torchrun --nproc-per-node 2 -m hogwild_agents.ui.cli run "..." --workers 4
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from .model_store import resolve_model_path
+        from ..models.store import resolve_model_path
 
         path = resolve_model_path(model_id_or_path)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

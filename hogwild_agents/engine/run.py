@@ -9,11 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .cache import PagePoolExhausted
-from .config import HogwildConfig
-from .decoding import IncrementalText
-from .errors import ContextOverflowError
-from .events import (
+from ..api.config import HogwildConfig
+from ..api.errors import ContextOverflowError
+from ..api.events import (
     AnswerEvent,
     Event,
     FinishedEvent,
@@ -23,15 +21,26 @@ from .events import (
     ToolCallStartedEvent,
     WorkerStoppedEvent,
 )
-from .layouts import SharedLayoutState, build_view
-from .plan import WriteGroup
-from .prompts import PromptTexts, step_header
-from .result import BlockRecord, ForwardRecord, GroupRecord, RunResult, StopReason, Trace, Usage, WorkerResult
-from .sampling import Sampler
+from ..api.results import (
+    BlockRecord,
+    ForwardRecord,
+    GroupRecord,
+    RunResult,
+    StopReason,
+    Trace,
+    Usage,
+    WorkerResult,
+)
+from ..cache.layouts import SharedLayoutState, build_view
+from ..cache.plan import WriteGroup
+from ..cache.store import PagePoolExhausted
+from ..runner.sampling import Sampler
+from ..text.detokenize import IncrementalText
+from ..text.prompts import PromptTexts, step_header
+from ..text.steps import contains_final_answer, ends_step
+from ..tools import Tool, ToolCall, ToolOutcome
 from .scheduler import ForwardRequest, ToolWait
-from .steps import contains_final_answer, ends_step
-from .toolrun import ToolSession
-from .tools import Tool, ToolCall, ToolOutcome
+from .tools import ToolSession
 
 if TYPE_CHECKING:
     from .engine import HogwildEngine

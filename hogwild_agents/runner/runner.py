@@ -9,12 +9,12 @@ import torch
 from hogwild_kernels.dispatch import resolve_backend
 from hogwild_kernels.metadata import with_shift_table
 
+from ..api.errors import UnsupportedModelError
+from ..cache.plan import ForwardPlan, WriteGroup, plan_forward
+from ..cache.store import PagedKVStore
 from .attention import ATTENTION_NAME, ForwardContext, HogwildCacheAdapter, forward_context
-from .cache import PagedKVStore
 from .distributed import SINGLE_PROCESS, ParallelContext
-from .errors import UnsupportedModelError
-from .graph_decode import GraphDecoder
-from .plan import ForwardPlan, WriteGroup, plan_forward
+from .graphs import GraphDecoder
 from .support import ModelGeometry, inspect_model
 
 __all__ = ["ModelRunner"]

@@ -17,8 +17,8 @@ import torch
 from hogwild_kernels import shifted_attention_with_paged_kv
 from transformers import AttentionInterface
 
-from .cache import PagedKVStore
-from .plan import ForwardPlan
+from ..cache.plan import ForwardPlan
+from ..cache.store import PagedKVStore
 
 __all__ = ["ATTENTION_NAME", "ForwardContext", "HogwildCacheAdapter", "forward_context"]
 

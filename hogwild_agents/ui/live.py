@@ -1,6 +1,6 @@
 """The terminal live view of the ``hogwild`` command: one pane per worker, the event log, the progress line.
 
-:func:`render_live` turns a :class:`~hogwild_agents.progress.RunProgress` into a rich renderable sized for
+:func:`render_live` turns a :class:`~hogwild_agents.ui.progress.RunProgress` into a rich renderable sized for
 the terminal: panes share the width (at most four per row), each shows the tail of its worker's text that
 fits, so the newest tokens are always visible.
 """

@@ -1,9 +1,9 @@
 """Driving runs: one at a time in the caller's thread, or many at once with their forwards batched.
 
-A :class:`~hogwild_agents.run.Run` never calls the model itself. When it needs logits it yields a
+A :class:`~hogwild_agents.engine.run.Run` never calls the model itself. When it needs logits it yields a
 :class:`ForwardRequest` and receives the ``[G, V]`` logits of its groups back (or has
-:class:`~hogwild_agents.cache.PagePoolExhausted` thrown in); when all its workers wait for tools it
-yields a :class:`ToolWait`. Everything else it yields is an :class:`~hogwild_agents.events.Event` for the
+:class:`~hogwild_agents.cache.store.PagePoolExhausted` thrown in); when all its workers wait for tools it
+yields a :class:`ToolWait`. Everything else it yields is an :class:`~hogwild_agents.api.events.Event` for the
 caller. Two drivers answer those requests:
 
 - :func:`drive` answers them in the caller's thread, one run at a time (tensor-parallel ranks use it, so
@@ -23,14 +23,14 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .cache import PagePoolExhausted
-from .events import Event, FinishedEvent
-from .plan import WriteGroup
+from ..api.events import Event, FinishedEvent
+from ..cache.plan import WriteGroup
+from ..cache.store import PagePoolExhausted
 
 if TYPE_CHECKING:
+    from ..runner.runner import ModelRunner
     from .run import Run
-    from .runner import ModelRunner
-    from .toolrun import ToolSession
+    from .tools import ToolSession
 
 __all__ = ["BatchScheduler", "ForwardRequest", "RunHandle", "ToolWait", "drive"]
 

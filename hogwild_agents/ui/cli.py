@@ -13,7 +13,7 @@ Problems the user can fix (a missing model package, a corrupt part, a full disk,
 message on stderr and exit code 2.
 
 Test hook: ``--model hogwild-test:tiny-random-qwen2`` uses a tiny random model with the real tokenizer
-(see :mod:`hogwild_agents._testing`), so the command can be tested end to end in seconds.
+(see :mod:`hogwild_agents.models.testing`), so the command can be tested end to end in seconds.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from .builtin_tools import BUILTIN_TOOL_NAMES
-from .config import HogwildConfig, Layout
-from .events import FinishedEvent
+from ..api.config import HogwildConfig, Layout
+from ..api.events import FinishedEvent
+from ..tools.builtins import BUILTIN_TOOL_NAMES
 from .live import format_log_line, render_live
 from .progress import RunProgress
 
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    from .errors import HogwildError
-    from .model_store import ModelNotAvailableError
+    from ..api.errors import HogwildError
+    from ..models.store import ModelNotAvailableError
 
     try:
         if args.command == "info":
@@ -131,10 +131,10 @@ def _quiet_transformers() -> None:
 
 
 def _load_engine(model: str | None, workers: int) -> Any:
-    from .engine import HogwildEngine
+    from ..engine.engine import HogwildEngine
 
     _quiet_transformers()
-    from ._testing import TINY_TEST_MODEL, tiny_random_qwen2
+    from ..models.testing import TINY_TEST_MODEL, tiny_random_qwen2
 
     if model == TINY_TEST_MODEL:
         tiny, tokenizer = tiny_random_qwen2()
@@ -143,7 +143,7 @@ def _load_engine(model: str | None, workers: int) -> Any:
 
 
 def _build_tools(args: argparse.Namespace) -> list[Any]:
-    from .builtin_tools import calculator_tool, search_tool
+    from ..tools.builtins import calculator_tool, search_tool
 
     tools = []
     for name in dict.fromkeys(args.tool):  # keep order, drop repeats
@@ -233,9 +233,9 @@ def _drive_plain(events: Any, progress: RunProgress, console: Console, quiet: bo
 def cli_result_schema() -> dict[str, Any]:
     """Return the JSON Schema of ``hogwild run --json`` output: :class:`RunResult` without its trace.
 
-    ``hogwild_agents/cli_result.schema.json`` is this schema, written to a file; a test keeps them equal.
+    ``hogwild_agents/ui/cli_result.schema.json`` is this schema, written to a file; a test keeps them equal.
     """
-    from .result import RunResult
+    from ..api.results import RunResult
 
     schema = RunResult.model_json_schema(mode="serialization")
     schema["properties"].pop("trace", None)
@@ -259,13 +259,13 @@ def _model_facts(model: str | None) -> dict[str, Any]:
     """Describe ``model``'s path and architecture without loading (or converting) its weights."""
     import os
 
-    from ._testing import TINY_TEST_MODEL
-    from .model_store import DEFAULT_MODEL, MARKER_FILE, REGISTRY, cache_root
+    from ..models.store import DEFAULT_MODEL, MARKER_FILE, REGISTRY, cache_root
+    from ..models.testing import TINY_TEST_MODEL
 
     name = model or os.environ.get("HOGWILD_MODEL") or DEFAULT_MODEL
     facts: dict[str, Any] = {"model": name}
     if name == TINY_TEST_MODEL:
-        from ._testing import tiny_random_qwen2
+        from ..models.testing import tiny_random_qwen2
 
         _quiet_transformers()
         config = tiny_random_qwen2()[0].config
@@ -302,7 +302,7 @@ def _environment_facts() -> dict[str, Any]:
     import torch
     from hogwild_kernels.dispatch import resolve_backend
 
-    from . import __version__
+    from .. import __version__
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -343,14 +343,14 @@ def _cmd_info(args: argparse.Namespace, out: Console) -> int:
 # ---------------------------------------------------------------------------------------------- eval
 def _add_eval_parser(sub: Any) -> None:
     """Register ``hogwild eval`` (options in :mod:`hogwild_agents.evaluation.command`)."""
-    from .evaluation.command import add_eval_arguments
+    from ..evaluation.command import add_eval_arguments
 
     parser = sub.add_parser("eval", help="accuracy vs forward budget on seeded task sets (W=1 vs Hogwild)")
     add_eval_arguments(parser)
 
 
 def _cmd_eval(args: argparse.Namespace, argv: list[str] | None, out: Console) -> int:
-    from .evaluation.command import run_eval_command
+    from ..evaluation.command import run_eval_command
 
     _quiet_transformers()
     files = run_eval_command(args, argv)

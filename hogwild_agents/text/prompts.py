@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidRequestError
+from ..api.errors import InvalidRequestError
 
 __all__ = ["PromptTexts", "collaboration_rules", "render_prompt", "step_header"]
 

@@ -4,7 +4,7 @@ Every piece of text that reaches the HTML (worker names, their writing, tool arg
 answer) goes through :func:`html.escape`, so a model writing ``<script>`` shows it instead of running it.
 
 Example:
-    >>> from hogwild_agents.display import watch  # doctest: +SKIP
+    >>> from hogwild_agents.ui.display import watch  # doctest: +SKIP
     >>> result = watch(engine, "What is 17 + 25?", max_forwards=80)  # doctest: +SKIP
     >>> result  # the last expression of a cell renders as HTML  # doctest: +SKIP
 
@@ -19,12 +19,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .events import FinishedEvent
+from ..api.events import FinishedEvent
 from .progress import RunProgress, worker_color
 
 if TYPE_CHECKING:
-    from .engine import HogwildEngine, Messages
-    from .result import RunResult, WorkerResult
+    from ..api.results import RunResult, WorkerResult
+    from ..engine.engine import HogwildEngine, Messages
 
 __all__ = ["render_progress_html", "render_run_html", "watch"]
 

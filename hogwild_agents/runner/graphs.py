@@ -25,9 +25,9 @@ import torch
 from hogwild_kernels import ShiftedAttentionMetadata
 from hogwild_kernels.metadata import shift_table
 
+from ..cache.plan import ForwardPlan, HostPlan, WriteGroup, build_host_plan
+from ..cache.store import PagedKVStore
 from .attention import ForwardContext, HogwildCacheAdapter, forward_context
-from .cache import PagedKVStore
-from .plan import ForwardPlan, HostPlan, WriteGroup, build_host_plan
 
 __all__ = ["GraphDecoder"]
 
@@ -134,7 +134,7 @@ class _CapturedStep:
 
 
 class GraphDecoder:
-    """Runs decode forwards of a :class:`~hogwild_agents.runner.ModelRunner` through captured CUDA graphs.
+    """Runs decode forwards of a :class:`~hogwild_agents.runner.runner.ModelRunner` as CUDA graphs.
 
     The runner asks :meth:`accepts` for every forward; accepted ones go through :meth:`forward`, the
     others run eagerly. Graphs are captured lazily, the first time a bucket is needed (capture time is
@@ -152,7 +152,7 @@ class GraphDecoder:
         """Prepare graph capture for ``runner`` (a ModelRunner whose store keeps ``scratch_page`` aside).
 
         Args:
-            runner: the owning :class:`~hogwild_agents.runner.ModelRunner`.
+            runner: the owning :class:`~hogwild_agents.runner.runner.ModelRunner`.
             max_groups: most groups a captured decode step serves (larger forwards run eagerly).
             shift_cos_sin: build the per-step cos/sin table of the shifts once, in the graph, for the
                 kernel to read (instead of evaluating sin/cos per tile).

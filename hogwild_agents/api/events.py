@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .result import RunResult
+    from .results import RunResult
 
 __all__ = [
     "AnswerEvent",
