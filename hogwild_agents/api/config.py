@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DEFAULT_WORKER_NAMES", "HogwildConfig", "Layout"]
+__all__ = ["DEFAULT_WORKER_NAMES", "ENGINE_FIELDS", "RESERVED_WRITERS", "HogwildConfig", "Layout"]
 
 Layout = Literal["combined", "contiguous", "interleaved"]
 
@@ -14,6 +14,26 @@ DEFAULT_WORKER_NAMES: tuple[str, ...] = (
     "Alice", "Bob", "Carol", "Dave", "Eve", "Frank", "Grace", "Heidi",
     "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil",
 )  # fmt: skip
+
+
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 512
+
+ENGINE_FIELDS = frozenset(
+    {
+        "page_size",
+        "max_cache_tokens",
+        "attention_backend",
+        "cuda_graphs",
+        "tensor_parallel_graphs",
+        "trust_model_support",
+        "keep_runs",
+    }
+)
+"""Options fixed when the engine is built (its store, kernels, graphs): a run cannot override them."""
+
+RESERVED_WRITERS = frozenset({"prompt", "header", "finisher", "engine", "probe", "injected"})
+"""Writer ids of the engine's own blocks and events; no worker may be named so."""
 
 
 class HogwildConfig(BaseModel):
@@ -58,8 +78,18 @@ class HogwildConfig(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="Keep the k most likely tokens (0 keeps all).")
-    seed: int | None = Field(0, description="Seed of the per-worker samplers; None draws fresh randomness.")
-    stop: list[str] = Field(default_factory=list, description="Strings that end the answer (and a worker).")
+    seed: int | None = Field(
+        0,
+        ge=0,
+        lt=2**63,
+        description="Seed of the per-worker samplers (0 <= seed < 2**63); None draws a fresh one (recorded).",
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_STOP_STRINGS,
+        description=f"Strings that end the answer (and a worker): at most {MAX_STOP_STRINGS}, each 1 to "
+        f"{MAX_STOP_CHARS} characters.",
+    )
     page_size: int = Field(16, ge=1, le=1024, description="Tokens per KV page.")
     max_cache_tokens: int = Field(
         16384, ge=64, description="Capacity of the shared paged KV store in tokens (all blocks together)."
@@ -105,7 +135,25 @@ class HogwildConfig(BaseModel):
         if names is not None:
             if len(set(names)) != len(names) or any(not n.strip() for n in names):
                 raise ValueError(f"worker_names must be unique and non-empty, got {names}")
+            reserved = sorted(set(names) & RESERVED_WRITERS)
+            if reserved:
+                raise ValueError(
+                    f"worker_names {reserved} are reserved for the engine's own writers "
+                    f"({', '.join(sorted(RESERVED_WRITERS))}); choose other names"
+                )
         return names
+
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stops(cls, stops: list[str]) -> list[str]:
+        for stop in stops:
+            if not stop:
+                raise ValueError("stop strings must be non-empty (an empty one would stop at once)")
+            if len(stop) > MAX_STOP_CHARS:
+                raise ValueError(
+                    f"a stop string has {len(stop)} characters; at most {MAX_STOP_CHARS} are allowed"
+                )
+        return stops
 
     @model_validator(mode="after")
     def _names_cover_workers(self) -> HogwildConfig:
@@ -127,6 +175,21 @@ class HogwildConfig(BaseModel):
     def use_finisher(self) -> bool:
         """Whether the finisher runs."""
         return self.collaboration if self.finisher is None else self.finisher
+
+    def for_run(self, **overrides: object) -> HogwildConfig:
+        """The configuration of one run: :meth:`with_overrides`, refusing the engine-level options.
+
+        Raises:
+            ValueError: an option is unknown, invalid, or one of :data:`ENGINE_FIELDS` (fixed when the
+                engine was built; build another engine to change it).
+        """
+        fixed = sorted(set(overrides) & ENGINE_FIELDS)
+        if fixed:
+            raise ValueError(
+                f"{fixed} are engine-level options, fixed when the engine was built; a run cannot change "
+                "them (pass them to HogwildEngine / from_pretrained instead)"
+            )
+        return self.with_overrides(**overrides)
 
     def with_overrides(self, **overrides: object) -> HogwildConfig:
         """Return a validated copy with ``overrides`` applied; unknown keys raise ``ValueError``."""

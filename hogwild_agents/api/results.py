@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 __all__ = [
     "BlockRecord",
     "ForwardRecord",
     "GroupRecord",
     "RunResult",
+    "SampleRecord",
+    "SamplingRecord",
     "StopReason",
+    "TokenMask",
+    "ToolCallRecord",
+    "ToolEventRecord",
     "Trace",
     "Usage",
     "WorkerResult",
+    "set_html_renderer",
 ]
 
 StopReason = Literal[
@@ -49,11 +56,55 @@ class GroupRecord:
 
 
 @dataclass(slots=True)
+class TokenMask:
+    """The tokens a grammar allowed at one sample: ``ids`` allowed (``allow``) or ``ids`` refused."""
+
+    allow: bool
+    ids: list[int]
+
+    def permits(self, token: int) -> bool:
+        """Whether ``token`` was allowed."""
+        return (token in self.ids) == self.allow
+
+
+@dataclass(slots=True)
+class SampleRecord:
+    """One sampled token: who drew it, from which group's last position, under which masks.
+
+    Attributes:
+        writer: who sampled (a worker or ``"finisher"``).
+        group: index in the forward's ``groups`` of the logits' position.
+        token: the sampled id.
+        greedy: the argmax of the masked logits was taken (temperature 0 or a greedy writer).
+        ban: name of the ban set applied (a key of :attr:`Trace.bans`), or ``None``.
+        grammar: the grammar's mask when it restricted the choice, else ``None``.
+    """
+
+    writer: str
+    group: int
+    token: int
+    greedy: bool = True
+    ban: str | None = None
+    grammar: TokenMask | None = None
+
+
+@dataclass(slots=True)
 class ForwardRecord:
-    """One batched forward pass: every writer that fed tokens in it."""
+    """One batched forward pass: every writer that fed tokens in it, and every token sampled from it."""
 
     index: int
     groups: list[GroupRecord] = field(default_factory=list)
+    samples: list[SampleRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SamplingRecord:
+    """The run's sampling settings (``seed`` is the one actually used, drawn when none was given)."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
 
 
 @dataclass(slots=True)
@@ -74,6 +125,10 @@ class Trace(BaseModel):
 
     forwards: list[ForwardRecord] = Field(default_factory=list, description="Forward passes in order.")
     blocks: dict[int, BlockRecord] = Field(default_factory=dict, description="Blocks by id.")
+    sampling: SamplingRecord | None = Field(None, description="Sampling settings of the run.")
+    bans: dict[str, list[int]] = Field(
+        default_factory=dict, description="Token ids each named ban set forbids (see SampleRecord.ban)."
+    )
 
 
 class Usage(BaseModel):
@@ -90,10 +145,44 @@ class Usage(BaseModel):
     )
     wall_time_s: float = Field(0.0, description="Wall-clock seconds of the whole run.")
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def input_tokens(self) -> int:
+        """Tokens the model read that no worker sampled: the prompt and everything the engine fed."""
+        return self.prompt_tokens + self.fed_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def output_tokens(self) -> int:
+        """Tokens the model wrote: the workers' and the finisher's."""
+        return self.generated_tokens + self.answer_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def total_tokens(self) -> int:
-        """All tokens encoded by the model in this run."""
-        return self.prompt_tokens + self.generated_tokens + self.fed_tokens + self.answer_tokens
+        """All tokens encoded by the model in this run (input + output)."""
+        return self.input_tokens + self.output_tokens
+
+
+class ToolCallRecord(BaseModel):
+    """A tool call the run hands back to the caller (``tool_mode="return"``)."""
+
+    id: str = Field(description="Call id the tool message must answer (``tool_call_id``).")
+    name: str = Field(description="Name of the tool.")
+    arguments: dict[str, Any] = Field(description="Decoded arguments, valid against the tool's schema.")
+
+
+class ToolEventRecord(BaseModel):
+    """A tool call the engine ran during the run, and what it returned into the shared cache."""
+
+    worker: str = Field(description="The worker whose step holds the call.")
+    id: str = Field(description="Call id.")
+    name: str = Field(description="Name of the tool.")
+    arguments: dict[str, Any] = Field(description="Arguments as written by the worker.")
+    content: str = Field(description="The result text written into the cache (an error text on failure).")
+    is_error: bool = Field(description="The tool raised, timed out, was unknown or got bad arguments.")
+    truncated: bool = Field(False, description="The result was cut to max_tool_result_tokens.")
+    duration_s: float = Field(0.0, description="Seconds from the call's start to its outcome.")
 
 
 class WorkerResult(BaseModel):
@@ -115,10 +204,10 @@ class RunResult(BaseModel):
     workers: list[WorkerResult] = Field(description="Each worker's text, in worker order.")
     stop_reason: StopReason = Field(description="Why generation ended before the finisher.")
     usage: Usage = Field(default_factory=Usage, description="Token and time accounting.")
-    tool_calls: list[dict[str, Any]] = Field(
-        default_factory=list, description="Tool calls returned to the caller (return mode) in OpenAI format."
+    tool_calls: list[ToolCallRecord] = Field(
+        default_factory=list, description="Tool calls returned to the caller (return mode)."
     )
-    tool_events: list[dict[str, Any]] = Field(
+    tool_events: list[ToolEventRecord] = Field(
         default_factory=list, description="Tool calls executed during the run, with their results."
     )
     trace: Trace = Field(default_factory=Trace, description="Replayable record of every forward pass.")
@@ -127,8 +216,15 @@ class RunResult(BaseModel):
         """A JSON-ready dict; the (large) trace is left out unless asked for."""
         return self.model_dump(mode="json", exclude=None if include_trace else {"trace"})
 
-    def _repr_html_(self) -> str:
-        """Render the run for notebooks (steps, tool calls, answer); see ``display.render_run_html``."""
-        from ..ui.display import render_run_html
+    def _repr_html_(self) -> str | None:
+        """Render the run for notebooks (steps, tool calls, answer) with the registered renderer."""
+        return _HTML_RENDERER[0](self) if _HTML_RENDERER else None
 
-        return render_run_html(self)
+
+# The notebook renderer lives in the ui layer, which registers it here (this layer imports nothing above).
+_HTML_RENDERER: list[Callable[[RunResult], str]] = []
+
+
+def set_html_renderer(render: Callable[[RunResult], str]) -> None:
+    """Make ``render`` the HTML view of every :class:`RunResult` in notebooks."""
+    _HTML_RENDERER[:] = [render]

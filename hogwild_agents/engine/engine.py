@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import threading
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,41 +12,21 @@ import torch
 from ..api.config import HogwildConfig
 from ..api.errors import InvalidRequestError
 from ..api.events import Event, FinishedEvent
+from ..api.messages import Messages, normalize_messages
 from ..api.results import RunResult
 from ..runner.distributed import SINGLE_PROCESS, ParallelContext
 from ..runner.runner import ModelRunner
 from ..text.prompts import render_prompt
-from ..tools import GrammarFactory, Tool, ToolExecutor, ToolFormat
-from .run import Run
-from .scheduler import BatchScheduler, drive
-from .tools import finisher_may_call, normalize_tools
+from ..tools import GrammarFactory, ToolFormat
+from ..tools.schema import finisher_may_call, tools_from_specs
+from .kept import KeptRuns
+from .protocol import Phase
+from .resources import RunResources
+from .run import close, new_run
+from .scheduler import RunHandle, Scheduler, drive
+from .state import RunState
 
-__all__ = ["HogwildEngine", "Messages"]
-
-Messages = str | Sequence[dict[str, Any]]
-_ROLES = frozenset({"system", "user", "assistant", "tool"})
-
-
-def _normalize_messages(messages: Messages) -> list[dict[str, Any]]:
-    """Accept a string (one user message) or a list of ``{"role", "content"}`` dicts; reject anything else."""
-    if isinstance(messages, str):
-        if not messages.strip():
-            raise InvalidRequestError("the request is empty: pass a non-empty string or list of messages")
-        return [{"role": "user", "content": messages}]
-    if not isinstance(messages, Sequence) or not messages:
-        raise InvalidRequestError(
-            "messages must be a non-empty string or a non-empty list of {'role': ..., 'content': ...} dicts"
-        )
-    out = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or "role" not in message:
-            raise InvalidRequestError(f"message {i} must be a dict with a 'role' key, got {message!r:.80}")
-        if message["role"] not in _ROLES:
-            raise InvalidRequestError(
-                f"message {i} has role {message['role']!r}; allowed roles are {sorted(_ROLES)}"
-            )
-        out.append(dict(message))
-    return out
+__all__ = ["HogwildEngine", "Messages", "RunStream"]
 
 
 def _tp_plan_kwargs() -> dict[str, Any]:
@@ -68,17 +45,45 @@ def _tp_plan_kwargs() -> dict[str, Any]:
     return {"distributed_config": DistributedConfig(tp_plan="auto")}
 
 
+class RunStream:
+    """The events of one run as they happen (an iterator); the last one is :class:`FinishedEvent`.
+
+    Iterate it (``for event in stream``), or :meth:`cancel` the run from any thread. Leaving the loop
+    early and dropping the stream, or calling :meth:`close`, cancels the run too: its pages are released
+    and the engine is ready for the next request.
+    """
+
+    def __init__(self, events: Iterator[Event], cancel: Any) -> None:
+        self._events = events
+        self._cancel = cancel
+
+    def __iter__(self) -> RunStream:
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._events)
+
+    def cancel(self) -> None:
+        """Stop the run at the next engine step and free its pages (returns at once; safe from any thread)."""
+        self._cancel()
+
+    def close(self) -> None:
+        """Stop listening: cancels the run if it is still going and waits until its pages are free."""
+        self._events.close()
+
+
 class HogwildEngine:
     """Runs ``workers`` instances of one causal LM in parallel over one shared, paged KV cache.
 
     Every worker sees every other worker's tokens the moment they are written; a finisher turn reads the
     whole shared state and writes the answer. One engine can be shared by threads and asyncio tasks:
-    concurrent runs are stepped together by a scheduler thread and their tokens go through the model in
-    the same forward passes (see :mod:`hogwild_agents.engine.scheduler`).
+    concurrent runs are stepped together by one scheduler thread and their tokens go through the model in
+    the same forward passes (see :mod:`hogwild_agents.engine.scheduler`). Use it as a context manager, or
+    call :meth:`close`, to free its threads and memory.
 
     Example:
-        >>> engine = HogwildEngine.from_pretrained(workers=2)  # doctest: +SKIP
-        >>> engine.run("What is 12 + 7? Then add 5.").answer  # doctest: +SKIP
+        >>> with HogwildEngine.from_pretrained(workers=2) as engine:  # doctest: +SKIP
+        ...     engine.run("What is 12 + 7? Then add 5.").answer
     """
 
     def __init__(
@@ -93,7 +98,7 @@ class HogwildEngine:
         """Wrap an already loaded ``model`` and ``tokenizer``.
 
         Args:
-            model: a Hugging Face causal LM of a supported family (see ``support.SUPPORTED_FAMILIES``).
+            model: a Hugging Face causal LM of a supported family (see ``runner.support``).
             tokenizer: its tokenizer (with a chat template for chat use).
             config: engine configuration; ``overrides`` are applied on top and validated.
             parallel: the tensor-parallel group ``model`` is sharded over (set by :meth:`from_pretrained`
@@ -119,35 +124,33 @@ class HogwildEngine:
             trust_model_support=self.config.trust_model_support,
             parallel=parallel,
         )
-        self.eos_token_ids = self._eos_ids()
+        self.resources = RunResources(
+            tokenizer=tokenizer,
+            store=self.runner.store,
+            eos_ids=_eos_ids(model, tokenizer),
+            vocab_size=self.runner.vocab_size,
+            context_window=self.runner.geometry.context_window,
+            parallel=parallel,
+        )
         self._lock = threading.RLock()
-        # Runs suspended in tool_mode="return", waiting for the caller's tool results (LRU, bounded).
-        self._kept: OrderedDict[str, tuple[list[dict[str, Any]], Run]] = OrderedDict()
-        self.scheduler = BatchScheduler(self.runner)
+        self._kept = KeptRuns(self.config.keep_runs)  # runs suspended in tool_mode="return"
+        self.scheduler = Scheduler(self.runner)
+        self._closed = False
 
-    @functools.cached_property
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """Token ids that end a turn."""
+        return self.resources.eos_ids
+
+    @property
     def tool_format(self) -> ToolFormat:
         """How this model writes tool calls and reads results, derived from its chat template."""
-        return ToolFormat.from_tokenizer(self.tokenizer)
+        return self.resources.tool_format
 
-    @functools.cached_property
+    @property
     def grammar_factory(self) -> GrammarFactory:
         """Compiles constrained-decoding grammars for this tokenizer and logits width."""
-        vocab = self.model.get_output_embeddings().weight.shape[0]
-        # Short whitespace runs keep weak models from looping on spaces inside forced JSON.
-        return GrammarFactory(self.tokenizer, vocab, max_whitespace=4)
-
-    @functools.cached_property
-    def hash_token_ids(self) -> list[int]:
-        """Ids of the tokens whose text contains ``#`` (banned for workers, see ``ban_header_tokens``)."""
-        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        special = set(self.tokenizer.all_special_ids)
-        return [i for i, t in enumerate(vocab) if t and "#" in t and i not in special]
-
-    @functools.cached_property
-    def tool_executor(self) -> ToolExecutor:
-        """Runs tools concurrently with generation."""
-        return ToolExecutor()
+        return self.resources.grammar_factory
 
     @classmethod
     def from_pretrained(
@@ -194,34 +197,54 @@ class HogwildEngine:
             config["workers"] = workers
         return cls(model, tokenizer, HogwildConfig(**config), parallel=parallel)
 
-    def _eos_ids(self) -> frozenset[int]:
-        ids: set[int] = set()
-        gen = getattr(self.model, "generation_config", None)
-        for source in (getattr(gen, "eos_token_id", None), getattr(self.tokenizer, "eos_token_id", None)):
-            if isinstance(source, int):
-                ids.add(source)
-            elif source:
-                ids.update(int(i) for i in source)
-        return frozenset(ids)
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Cancel running requests, drop kept runs, stop the scheduler and tool threads, free the KV store.
 
-    # ------------------------------------------------------------------ running
+        The engine cannot run requests afterwards. Called by ``with HogwildEngine(...) as engine:``.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.scheduler.close()
+        self.drop_kept_runs()
+        if self.resources.executor_started():
+            self.resources.executor.shutdown()
+        store = self.runner.store
+        store.key_pages = store.value_pages = torch.empty(0)  # free the pages (GPU memory) now
+        self.runner.graphs = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def __enter__(self) -> HogwildEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests
     def _prepare(
         self, messages: Messages, tools: Sequence[Any] | None, overrides: dict[str, Any]
-    ) -> tuple[Run, list[dict[str, Any]], bool]:
+    ) -> RunState:
         """Validate a request; return its run (a kept one when this continues a returned tool call)."""
+        if self._closed:
+            raise RuntimeError("the engine is closed; create a new HogwildEngine")
         try:
-            cfg = self.config.with_overrides(**overrides)
+            cfg = self.config.for_run(**overrides)
         except ValueError as e:
             raise InvalidRequestError(str(e)) from e
-        msgs = _normalize_messages(messages)
-        tool_list = normalize_tools(list(tools or []), cfg.tool_mode)
-        kept = self._take_kept(msgs, tool_list, cfg)
+        msgs = normalize_messages(messages)
+        tool_list = tools_from_specs(list(tools or []), cfg.tool_mode)
+        kept = self._kept.take(msgs, tool_list, cfg)
         if kept is not None:
-            return kept, msgs, True
+            kept.messages = msgs
+            return kept
         store = self.runner.store
-        while self._kept and store.free_pages < store.num_pages // 2:  # make room: evict the oldest kept run
-            _, (_, old) = self._kept.popitem(last=False)
-            old.close()
+        while len(self._kept) and store.free_pages < store.num_pages // 2:  # make room: evict the oldest
+            old = self._kept.pop_oldest()
+            if old is not None:
+                close(old)
         texts = render_prompt(
             self.tokenizer,
             msgs,
@@ -229,103 +252,65 @@ class HogwildEngine:
             collaboration=cfg.collaboration,
             tools=[t.to_openai_schema() for t in tool_list] or None,
             rules_template=cfg.system_prompt,
-            finisher_may_call=finisher_may_call(tool_list, cfg),
+            finisher_may_call=finisher_may_call(tool_list, cfg.tool_mode, cfg.tool_choice),
         )
-        return Run(self, texts, cfg, tool_list), msgs, False
-
-    # ------------------------------------------------------------------ kept runs (tool_mode="return")
-    @staticmethod
-    def _key(messages: list[dict[str, Any]], tools: list[Tool], cfg: HogwildConfig) -> str:
-        """Identity of a conversation prefix: roles, contents, call ids, tool schemas and configuration."""
-
-        def canon(m: dict[str, Any]) -> tuple[Any, ...]:
-            ids = tuple(c.get("id", "") for c in m.get("tool_calls") or [])
-            return (m["role"], m.get("content") or "", ids, m.get("tool_call_id", ""))
-
-        return json.dumps(
-            [
-                [canon(m) for m in messages],
-                [t.to_openai_schema() for t in tools],
-                cfg.model_dump(mode="json"),
-            ],
-            sort_keys=True,
-            default=str,
-        )
-
-    def _keep(self, messages: list[dict[str, Any]], tools: list[Tool], run: Run) -> None:
-        calls = [{"id": i} for i in run.returned_call_ids]
-        convo = [*messages, {"role": "assistant", "content": "", "tool_calls": calls}]
-        self._kept[self._key(convo, tools, run.cfg)] = (convo, run)
-        while len(self._kept) > self.config.keep_runs:
-            _, (_, old) = self._kept.popitem(last=False)
-            old.close()
-
-    def _take_kept(self, msgs: list[dict[str, Any]], tools: list[Tool], cfg: HogwildConfig) -> Run | None:
-        """Find a suspended run whose conversation is a prefix of ``msgs`` followed only by tool results."""
-        n_tools = 0
-        while n_tools < len(msgs) and msgs[len(msgs) - 1 - n_tools]["role"] == "tool":
-            n_tools += 1
-        if not n_tools:
-            return None
-        prefix, results = msgs[: len(msgs) - n_tools], msgs[len(msgs) - n_tools :]
-        key = self._key(prefix, tools, cfg)
-        if key not in self._kept:
-            return None
-        _, run = self._kept.pop(key)
-        run.resume({str(m.get("tool_call_id", "")): str(m.get("content", "")) for m in results})
+        run = new_run(self.resources, texts, cfg, tool_list)
+        run.messages = msgs
         return run
 
     def drop_kept_runs(self) -> None:
         """Release the pages of every suspended run."""
-        while self._kept:
-            _, (_, run) = self._kept.popitem()
-            run.close()
+        with self._lock:
+            for run in self._kept.drain():
+                close(run)
 
-    # ------------------------------------------------------------------ running
     def stream(
         self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any
-    ) -> Iterator[Event]:
+    ) -> RunStream:
         """Run a request and yield typed events as they happen; the last event is :class:`FinishedEvent`.
-
-        Closing the iterator early (``break``) cancels the run cleanly: the pages it used are released and
-        the engine is ready for the next request. In ``tool_mode="return"`` a run that hands tool calls to
-        the caller is kept (pages and all); a follow-up request carrying the tool results continues it
-        without re-encoding the conversation.
-        """
-        with self._lock:
-            run, msgs, _resumed = self._prepare(messages, tools, overrides)
-        if self.parallel.enabled:  # every rank must issue the same forwards in the same order
-            with self._lock:
-                yield from self._relay(run, msgs, drive(run.iterate(), self.runner), run.close)
-            return
-        handle = self.scheduler.submit(run)
-        events = self.scheduler.events(handle)
-        yield from self._relay(run, msgs, events, lambda: self.scheduler.cancel(handle))
-
-    def _relay(
-        self, run: Run, msgs: list[dict[str, Any]], events: Iterator[Event], cancel: Callable[[], None]
-    ) -> Iterator[Event]:
-        """Pass a run's events on; keep a suspended run for its follow-up; cancel when the caller leaves."""
-        for event in events:
-            if isinstance(event, FinishedEvent) and run.suspended:
-                with self._lock:
-                    self._keep(msgs, run.tools.tools, run)
-                yield event
-                return
-            try:
-                yield event
-            except GeneratorExit:  # the caller stopped listening: cancel the run, free its pages
-                cancel()
-                raise
-
-    def run(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> RunResult:
-        """Run a request to completion and return its :class:`RunResult`.
 
         Args:
             messages: a user message string, or chat messages (``role`` in system/user/assistant/tool).
-            tools: tools the workers may call.
+            tools: tools the workers may call (:class:`~hogwild_agents.Tool` or OpenAI function schemas).
             **overrides: per-run :class:`HogwildConfig` fields (``workers``, ``temperature``, ...).
+
+        Returns:
+            A :class:`RunStream`. Closing it early cancels the run cleanly. In ``tool_mode="return"`` a run
+            that hands tool calls to the caller is kept (pages and all); a follow-up request carrying the
+            tool results continues it without re-encoding the conversation.
+
+        Raises:
+            InvalidRequestError: the request is malformed (nothing ran).
+            ContextOverflowError: the prompt does not fit.
         """
+        with self._lock:
+            run = self._prepare(messages, tools, overrides)
+        if self.parallel.enabled:  # every rank must issue the same forwards in the same order
+            return RunStream(self._relay_serial(run), lambda: None)
+        handle = self.scheduler.submit(run)
+        events = self._relay(run, handle)
+        return RunStream(events, lambda: self.scheduler.cancel(handle, wait_freed=False))
+
+    def _relay(self, run: RunState, handle: RunHandle) -> Iterator[Event]:
+        for event in self.scheduler.events(handle):
+            if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
+                self._keep(run)
+            yield event
+
+    def _relay_serial(self, run: RunState) -> Iterator[Event]:
+        with self._lock:
+            for event in drive(run, self.runner):
+                if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
+                    self._keep(run)
+                yield event
+
+    def _keep(self, run: RunState) -> None:
+        with self._lock:
+            for old in self._kept.keep(run.messages, run):
+                close(old)
+
+    def run(self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any) -> RunResult:
+        """Run a request to completion and return its :class:`RunResult` (see :meth:`stream`)."""
         for event in self.stream(messages, tools=tools, **overrides):
             if isinstance(event, FinishedEvent):
                 return event.result
@@ -334,26 +319,33 @@ class HogwildEngine:
     async def astream(
         self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any
     ) -> AsyncIterator[Event]:
-        """Async twin of :meth:`stream`: the run happens on a worker thread, never blocking the event loop."""
+        """Async twin of :meth:`stream`: the run happens on the scheduler thread, never blocking the loop.
+
+        Leaving the ``async for`` early (or cancelling the task) cancels the run at the next engine step,
+        even while one of its tools is running: its pages are freed at once, not when the tool returns.
+        """
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
-        cancelled = threading.Event()
+        stream = self.stream(messages, tools=tools, **overrides)
+        gone = threading.Event()
 
         def send(item: Event | BaseException | None) -> None:
             try:
                 loop.call_soon_threadsafe(events.put_nowait, item)
             except RuntimeError:  # the consumer's event loop is closed: nobody listens any more
-                cancelled.set()
+                gone.set()
+                stream.cancel()
 
         def produce() -> None:
             try:
-                for event in self.stream(messages, tools=tools, **overrides):
+                for event in stream:
                     send(event)
-                    if cancelled.is_set():
-                        break  # closing the stream cancels the run and frees its pages
+                    if gone.is_set():
+                        break
             except BaseException as e:  # forwarded to the consumer, re-raised there
                 send(e)
             finally:
+                stream.close()  # a consumer that left: the run is cancelled and its pages are free now
                 send(None)
 
         thread = threading.Thread(target=produce, name="hogwild-run", daemon=True)
@@ -364,7 +356,8 @@ class HogwildEngine:
                     raise item
                 yield item
         finally:
-            cancelled.set()
+            gone.set()
+            stream.cancel()
 
     async def arun(
         self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any
@@ -374,3 +367,14 @@ class HogwildEngine:
             if isinstance(event, FinishedEvent):
                 return event.result
         raise RuntimeError("the run ended without a result")  # pragma: no cover
+
+
+def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    gen = getattr(model, "generation_config", None)
+    for source in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(int(i) for i in source)
+    return frozenset(ids)

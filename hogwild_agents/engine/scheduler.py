@@ -1,134 +1,72 @@
-"""Driving runs: one at a time in the caller's thread, or many at once with their forwards batched.
+"""The engine step: ``schedule()`` → ``forward()`` → ``postprocess()`` over every active run at once.
 
-A :class:`~hogwild_agents.engine.run.Run` never calls the model itself. When it needs logits it yields a
-:class:`ForwardRequest` and receives the ``[G, V]`` logits of its groups back (or has
-:class:`~hogwild_agents.cache.store.PagePoolExhausted` thrown in); when all its workers wait for tools it
-yields a :class:`ToolWait`. Everything else it yields is an :class:`~hogwild_agents.api.events.Event` for the
-caller. Two drivers answer those requests:
+One scheduler thread owns the model. Each step it asks every active run for its part of the next forward
+(:func:`.run.plan`: decode tokens, headers, tool results, finisher tokens), reserves their pages, runs all
+of them as **one** batched forward with sampling on the device, and hands each run its sampled ids
+(:func:`.run.apply`: step rule, self-check, tools, stop strings, budgets, commits, events). Runs of
+different requests never share blocks, so batching changes no run's tokens, only how many rows each
+linear layer processes at once. A run that fails, is cancelled or waits for its tools does not hold up
+the others; a request whose prompt does not fit the free pages yet waits until other runs free them.
 
-- :func:`drive` answers them in the caller's thread, one run at a time (tensor-parallel ranks use it, so
-  every rank issues the same forwards in the same order);
-- :class:`BatchScheduler` steps every active run on one background thread and answers all their forward
-  requests with **one** model forward: runs of different requests share the GPU instead of queueing.
-  Their views never share blocks, so batching changes no run's attention, only how many rows each
-  linear layer processes at once.
+:func:`drive` is the same loop for one run in the caller's thread (tensor-parallel ranks use it, so every
+rank issues the same forwards in the same order).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..api.events import Event, FinishedEvent
-from ..cache.plan import WriteGroup
+from ..api.errors import ContextOverflowError
+from ..api.events import Event
 from ..cache.store import PagePoolExhausted
+from ..runner.runner import ModelRunner, SampledTokens
+from ..runner.sampling import SampleRequest
+from .protocol import Phase, Plan, Wait
+from .run import apply, close, plan, reserve_failed
+from .state import RunState
 
-if TYPE_CHECKING:
-    from ..runner.runner import ModelRunner
-    from .run import Run
-    from .tools import ToolSession
-
-__all__ = ["BatchScheduler", "ForwardRequest", "RunHandle", "ToolWait", "drive"]
-
-RunSteps = Generator[Any, Any, None]
-
-
-@dataclass(slots=True)
-class ForwardRequest:
-    """A run asks for one forward of ``groups`` (tokens not yet reserved), its ``forward_index``-th."""
-
-    groups: list[WriteGroup]
-    forward_index: int
-
-
-@dataclass(slots=True)
-class ToolWait:
-    """A run has nothing to write until tool calls finish.
-
-    The answer sent back is ``True`` once one of its outstanding calls (every one, with ``every``) has
-    finished, and ``False`` at once when it has none outstanding.
-    """
-
-    session: ToolSession
-    every: bool = False
-
-    def ready(self) -> bool | None:
-        """The answer if it can be given now, else ``None`` (the run stays parked)."""
-        futures = self.session.outstanding()
-        if not futures:
-            return False
-        done = [f.done() for f in futures]
-        return True if (all(done) if self.every else any(done)) else None
-
-    def block(self) -> bool:
-        """Wait (in this thread) until :meth:`ready` has an answer and return it."""
-        return self.session.wait_for_results(every=self.every)
-
-
-def drive(steps: RunSteps, runner: ModelRunner) -> Iterator[Event]:
-    """Run one request's steps to the end in the caller's thread, yielding its events."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            item = steps.throw(error) if error is not None else steps.send(reply)
-        except StopIteration:
-            return
-        reply, error = None, None
-        if isinstance(item, ForwardRequest):
-            try:
-                reply = runner.forward(item.groups, item.forward_index)
-            except PagePoolExhausted as e:
-                error = e
-        elif isinstance(item, ToolWait):
-            reply = item.block()
-        else:
-            yield item
-
+__all__ = ["RunHandle", "Scheduler", "drive"]
 
 _END = object()
 _IDLE_EXIT_S = 2.0
+_TOOL_POLL_S = 0.05  # longest sleep while every run waits for tools (new runs and cancels wake it sooner)
 
 
 @dataclass(eq=False)
 class RunHandle:
     """One run submitted to the scheduler; its events, then an exception or the end mark, go to ``events``."""
 
-    run: Run
-    steps: RunSteps
+    run: RunState
     events: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
-    request: ForwardRequest | None = None
-    waiting: ToolWait | None = None
-    reply: Any = None
-    error: BaseException | None = None
     cancelled: bool = False
     finished: threading.Event = field(default_factory=threading.Event)
 
 
-class BatchScheduler:
-    """Steps every active run on one daemon thread; their forward requests become one batched forward.
-
-    A round advances each run until it asks for a forward, parks on its tools, or ends; then the
-    requests of the round are reserved run by run (a run whose pages run out gets the error, the others
-    go on) and run as one forward whose logits are split back. Runs join and leave between rounds.
-    """
+class Scheduler:
+    """Steps every active run on one daemon thread; their forwards become one batched forward per step."""
 
     def __init__(self, runner: ModelRunner) -> None:
         self.runner = runner
         self._cv = threading.Condition()
         self._handles: list[RunHandle] = []
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.batched_forwards = 0  # forwards that served more than one run (for tests and benchmarks)
+        self.steps = 0
 
     # ------------------------------------------------------------------ caller side
-    def submit(self, run: Run) -> RunHandle:
+    def submit(self, run: RunState) -> RunHandle:
         """Start (or continue, for a resumed run) ``run`` on the scheduler thread."""
-        handle = RunHandle(run, run.iterate())
+        handle = RunHandle(run)
         with self._cv:
+            if self._closed:
+                raise RuntimeError("the engine is closed; create a new HogwildEngine")
             self._handles.append(handle)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="hogwild-scheduler", daemon=True)
@@ -153,12 +91,24 @@ class BatchScheduler:
             if not done:
                 self.cancel(handle)
 
-    def cancel(self, handle: RunHandle) -> None:
-        """Stop ``handle``'s run at the next round boundary and wait until its pages are released."""
+    def cancel(self, handle: RunHandle, wait_freed: bool = True) -> None:
+        """Stop ``handle``'s run at the next step (by default also wait until its pages are free)."""
         with self._cv:
             handle.cancelled = True
             self._cv.notify()
-        handle.finished.wait()
+        if wait_freed:
+            handle.finished.wait()
+
+    def close(self) -> None:
+        """Cancel every run and stop the thread (the engine is being closed)."""
+        with self._cv:
+            self._closed = True
+            for handle in self._handles:
+                handle.cancelled = True
+            self._cv.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
 
     # ------------------------------------------------------------------ scheduler thread
     def _loop(self) -> None:
@@ -167,94 +117,167 @@ class BatchScheduler:
                 while not self._handles:
                     # Idle: end the thread after a while, so an engine nobody uses can be freed; the next
                     # submit starts a new one.
-                    if not self._cv.wait(timeout=_IDLE_EXIT_S) and not self._handles:
+                    if self._closed or (not self._cv.wait(timeout=_IDLE_EXIT_S) and not self._handles):
                         self._thread = None
                         return
                 handles = list(self._handles)
             try:
-                self._round(handles)
+                self.step(handles)
             except BaseException as e:  # a bug here must not leave callers waiting forever: fail their runs
                 for handle in handles:
-                    handle.events.put(e)
-                    self._end(handle, close=True)
+                    self._fail(handle, e)
 
-    def _round(self, handles: list[RunHandle]) -> None:
-        asking = [h for h in handles if self._advance(h)]
-        if asking:
-            self._forward(asking)
-        elif self._handles:  # every run waits for tools: sleep until one of their calls finishes
-            futures = [f for h in handles if h.waiting for f in h.waiting.session.outstanding()]
-            wait(futures, timeout=0.05, return_when=FIRST_COMPLETED)
+    def step(self, handles: list[RunHandle]) -> None:
+        """One engine step over ``handles``: schedule, forward, postprocess."""
+        batch = self.schedule(handles)
+        if not batch:
+            self._sleep_on_tools()
+            return
+        sampled = self.forward(batch)
+        self.postprocess(batch, sampled)
+        self.steps += 1
 
-    def _advance(self, handle: RunHandle) -> bool:
-        """Step ``handle`` until it asks for a forward (→ True), parks on tools, or ends (→ False)."""
-        if handle.cancelled:
-            self._end(handle, close=True)
-            return False
-        if handle.waiting is not None:
-            answer = handle.waiting.ready()
-            if answer is None:
-                return False
-            handle.waiting, handle.reply = None, answer
-        while True:
+    def schedule(self, handles: list[RunHandle]) -> list[tuple[RunHandle, Plan]]:
+        """Every active run's part of the next forward, pages reserved; ends runs that are over."""
+        batch = []
+        for handle in handles:
+            if handle.cancelled:
+                self._end(handle, close_run=True)
+                continue
             try:
-                if handle.error is not None:
-                    item = handle.steps.throw(handle.error)
-                else:
-                    item = handle.steps.send(handle.reply)
-            except StopIteration:
-                self._end(handle)
-                return False
+                step = self._plan(handle)
             except BaseException as e:  # the run failed: its caller gets the error, the others go on
-                handle.events.put(e)
-                self._end(handle, close=True)
-                return False
-            handle.reply, handle.error = None, None
-            if isinstance(item, ForwardRequest):
-                handle.request = item
-                return True
-            if isinstance(item, ToolWait):
-                answer = item.ready()
-                if answer is None:
-                    handle.waiting = item
-                    return False
-                handle.reply = answer
+                self._fail(handle, e)
                 continue
-            handle.events.put(item)
-            if isinstance(item, FinishedEvent):  # done, or suspended with pages kept until resumed
+            self._deliver(handle)
+            if handle.run.phase in (Phase.DONE, Phase.SUSPENDED):
                 self._end(handle)
-                return False
+            elif step is not None:
+                batch.append((handle, step))
+        return batch
 
-    def _forward(self, asking: list[RunHandle]) -> None:
-        served: list[tuple[RunHandle, ForwardRequest]] = []
-        for handle in asking:
-            request, handle.request = handle.request, None
-            assert request is not None
+    def _plan(self, handle: RunHandle) -> Plan | None:
+        """The run's plan with its pages reserved, or ``None`` (it waits for tools or pages, or ended)."""
+        run = handle.run
+        while True:
+            # A prefill that found no room keeps its plan and tries again at the next step.
+            step = run.inflight if run.phase is Phase.PREFILL and run.inflight else plan(run)
+            if step is None or isinstance(step, Wait):
+                return None
             try:
-                self.runner.reserve(request.groups, request.forward_index)
+                self.runner.reserve(step.groups, run.forward_index)
             except PagePoolExhausted as e:
-                handle.error = e
-                continue
-            served.append((handle, request))
-        if not served:
-            return
-        try:
-            logits = self.runner.forward_reserved([g for _, r in served for g in r.groups])
-        except BaseException as e:  # e.g. out of memory: every run of this forward gets the error
-            for handle, _ in served:
-                handle.error = e
-            return
-        if len(served) > 1:
-            self.batched_forwards += 1
-        for (handle, _), part in zip(served, logits.split([len(r.groups) for _, r in served]), strict=True):
-            handle.reply = part
+                if run.phase is not Phase.PREFILL:
+                    reserve_failed(run)
+                    continue
+                if not any(h.run.blocks and h is not handle for h in self._handles):
+                    raise ContextOverflowError(
+                        f"the prompt does not fit the free KV pages ({e}); raise max_cache_tokens"
+                    ) from e
+                return None  # other runs hold the pages: wait for them
+            run.written += sum(len(g.token_ids) for g in step.groups)
+            return step
 
-    def _end(self, handle: RunHandle, close: bool = False) -> None:
-        if close:
-            handle.run.close()
+    def forward(self, batch: list[tuple[RunHandle, Plan]]) -> list[SampledTokens]:
+        """One forward for every plan of ``batch``; each plan's sampled tokens, in order."""
+        groups = []
+        samples: list[SampleRequest] = []
+        counts = []
+        for _, step in batch:
+            offset = len(groups)
+            groups.extend(step.groups)
+            samples.extend(
+                s if not offset else dataclasses.replace(s, group=s.group + offset) for s in step.samples
+            )
+            counts.append(len(step.samples))
+        try:
+            out = self.runner.forward_sample(groups, samples)
+        except BaseException as e:  # e.g. out of memory: every run of this forward gets the error
+            for handle, _ in batch:
+                self._fail(handle, e)
+            return []
+        if len(batch) > 1:
+            self.batched_forwards += 1
+        parts, start = [], 0
+        for n in counts:
+            masks = {i - start: m for i, m in out.grammar_masks.items() if start <= i < start + n}
+            parts.append(SampledTokens(out.ids[start : start + n], masks))
+            start += n
+        return parts
+
+    def postprocess(self, batch: list[tuple[RunHandle, Plan]], sampled: list[SampledTokens]) -> None:
+        """Apply each run's sampled tokens; deliver its events; end the runs that finished or paused."""
+        for (handle, _), tokens in zip(batch, sampled, strict=False):
+            try:
+                apply(handle.run, tokens.ids, tokens.grammar_masks, self.runner.vocab_size)
+            except BaseException as e:
+                self._fail(handle, e)
+                continue
+            self._deliver(handle)
+            if handle.run.phase in (Phase.DONE, Phase.SUSPENDED):
+                self._end(handle)
+
+    def _sleep_on_tools(self) -> None:
+        """Every run waits (for tools or pages): sleep until a call finishes, or a run arrives or leaves."""
+        with self._cv:
+            handles = list(self._handles)
+        futures = [f for h in handles for f in h.run.tools.outstanding()]
+        if futures:
+            wait(futures, timeout=_TOOL_POLL_S, return_when=FIRST_COMPLETED)
+        elif handles:
+            with self._cv:
+                self._cv.wait(timeout=_TOOL_POLL_S)
+
+    # ------------------------------------------------------------------ delivery
+    @staticmethod
+    def _deliver(handle: RunHandle) -> None:
+        run = handle.run
+        for event in run.outbox:
+            handle.events.put(event)
+        run.outbox.clear()
+
+    def _fail(self, handle: RunHandle, error: BaseException) -> None:
+        handle.events.put(error)
+        self._end(handle, close_run=True)
+
+    def _end(self, handle: RunHandle, close_run: bool = False) -> None:
+        if close_run:
+            close(handle.run)
         with self._cv:
             if handle in self._handles:
                 self._handles.remove(handle)
         if not handle.finished.is_set():
             handle.events.put(_END)
             handle.finished.set()
+
+
+def drive(run: RunState, runner: ModelRunner) -> Iterator[Event]:
+    """Run one run to its end (or suspension) in the caller's thread, yielding its events."""
+    try:
+        while True:
+            step = plan(run)
+            yield from _drain(run)
+            if step is None:
+                return
+            if isinstance(step, Wait):
+                run.tools.wait_for_results(every=step.every)
+                continue
+            try:
+                runner.reserve(step.groups, run.forward_index)
+            except PagePoolExhausted:
+                if run.phase is Phase.PREFILL:
+                    raise
+                reserve_failed(run)
+                continue
+            run.written += sum(len(g.token_ids) for g in step.groups)
+            out = runner.forward_sample(step.groups, step.samples)
+            apply(run, out.ids, out.grammar_masks, runner.vocab_size)
+            yield from _drain(run)
+    finally:
+        if run.phase not in (Phase.DONE, Phase.SUSPENDED):
+            close(run)
+
+
+def _drain(run: RunState) -> Iterator[Event]:
+    events, run.outbox = run.outbox, []
+    yield from events

@@ -1,62 +1,25 @@
-"""Tool use inside one run: detecting calls per worker, constraining decoding, running tools concurrently."""
+"""Tool use inside one run: per-worker call detection and grammars, running calls, writing their results.
+
+:class:`ToolSession` holds a run's tool state (one detector and one grammar matcher per worker, the calls
+in flight, the call budget, the log). The step rules apply it to the run state (:mod:`.steps`,
+:mod:`.generate`): a worker that closed a call hands it over (return mode) or starts it and pauses
+(execute mode); finished calls are written into their callers' steps, which every worker's view contains.
+"""
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from ..api.config import HogwildConfig
-from ..api.errors import InvalidRequestError
+from ..api.results import ToolEventRecord
+from ..runner.distributed import ParallelContext
 from ..tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
 from ..tools.grammar import TokenConstraint
+from ..tools.schema import check_tool_choice, finisher_may_call
+from .resources import RunResources
 
-if TYPE_CHECKING:
-    from .engine import HogwildEngine
-
-__all__ = ["ToolSession", "finisher_may_call", "normalize_tools"]
-
-
-def finisher_may_call(tools: list[Tool], cfg: HogwildConfig) -> bool:
-    """Whether the finisher may answer with tool calls: tools bound, returned to the caller, not 'none'."""
-    return bool(tools) and cfg.tool_mode == "return" and cfg.tool_choice != "none"
-
-
-def normalize_tools(tools: list[Any] | None, mode: str) -> list[Tool]:
-    """Accept :class:`Tool` objects or OpenAI function schemas; execute mode needs callables."""
-    out: list[Tool] = []
-    for i, tool in enumerate(tools or []):
-        if isinstance(tool, Tool):
-            out.append(tool)
-        elif isinstance(tool, dict) and isinstance(tool.get("function", tool), dict):
-            spec = tool.get("function", tool)
-            if "name" not in spec:
-                raise InvalidRequestError(f"tool {i} has no 'name': {json.dumps(tool)[:120]}")
-            out.append(
-                Tool(
-                    name=spec["name"],
-                    description=spec.get("description", ""),
-                    parameters=spec.get("parameters") or {"type": "object", "properties": {}},
-                )
-            )
-        else:
-            raise InvalidRequestError(
-                f"tool {i} must be a hogwild_agents.Tool or an OpenAI function schema dict, "
-                f"got {type(tool).__name__}"
-            )
-    names = [t.name for t in out]
-    if len(set(names)) != len(names):
-        raise InvalidRequestError(f"tool names must be unique, got {names}")
-    if mode == "execute":
-        missing = [t.name for t in out if t.func is None]
-        if missing:
-            raise InvalidRequestError(
-                f"tool_mode='execute' needs callables, but {missing} have none; pass Tool objects "
-                "with func=, "
-                "or use tool_mode='return' to get the calls back"
-            )
-    return out
+__all__ = ["ToolSession"]
 
 
 @dataclass(slots=True)
@@ -68,40 +31,37 @@ class _WorkerTools:
 
 
 class ToolSession:
-    """Per-run tool state: one detector and one grammar matcher per worker, the executor, the call budget."""
+    """Per-run tool state: one detector and one grammar matcher per worker, the calls, the call budget."""
 
-    def __init__(self, engine: HogwildEngine, tools: list[Tool], cfg: HogwildConfig) -> None:
-        self.engine = engine
+    def __init__(self, res: RunResources, tools: list[Tool], cfg: HogwildConfig) -> None:
+        self.res = res
         self.tools = tools
         self.by_name = {t.name: t for t in tools}
         self.cfg = cfg
-        self.fmt = engine.tool_format if tools else None
-        self.parallel = engine.runner.parallel  # tools run on rank 0 only; their outcomes are broadcast
-        choice = cfg.tool_choice
-        if tools and choice not in ("auto", "none", "required", "any") and choice not in self.by_name:
-            raise InvalidRequestError(
-                f"tool_choice {choice!r} is not 'auto', 'none', 'required', 'any' or one of the tools "
-                f"{sorted(self.by_name)}"
-            )
-        self._active = bool(tools) and choice != "none"
+        check_tool_choice(cfg.tool_choice, tools)
+        self.fmt = res.tool_format if tools else None
+        self.parallel: ParallelContext = res.parallel  # tools run on rank 0; their outcomes are broadcast
+        self._active = bool(tools) and cfg.tool_choice != "none"
         constrain = self._active and cfg.constrain_tool_calls
-        self._worker_grammar = (
-            engine.grammar_factory.tool_calls(tools, "auto", self.fmt) if constrain else None
-        )
+        self._worker_grammar = res.grammar_factory.tool_calls(tools, "auto", self.fmt) if constrain else None
         self._workers: dict[str, _WorkerTools] = {}
         self.calls_made = 0
-        self.log: list[dict[str, Any]] = []
-        self.returned: list[ToolCall] = []
-        self._count, self._truncate = tokenizer_counters(engine.tokenizer)
+        self.log: list[ToolEventRecord] = []
+        self._count, self._truncate = tokenizer_counters(res.tokenizer)
 
     @property
     def enabled(self) -> bool:
         """Whether workers may call tools in this run."""
         return self._active
 
+    @property
+    def may_finish_with_calls(self) -> bool:
+        """Whether the finisher may answer with tool calls (see :func:`finisher_may_call`)."""
+        return finisher_may_call(self.tools, self.cfg.tool_mode, self.cfg.tool_choice)
+
     def _state(self, worker: str, first: bool = False) -> _WorkerTools:
         if worker not in self._workers:
-            factory = self.engine.grammar_factory
+            factory = self.res.grammar_factory
             grammar = self._worker_grammar
             # Execute mode with tool_choice required/any/<name>: the first worker opens with a forced call.
             forced = (
@@ -128,9 +88,7 @@ class ToolSession:
         if state.forced and state.constraint is not None and state.constraint.is_completed:
             state.forced = False
             grammar = self._worker_grammar
-            state.constraint = (
-                self.engine.grammar_factory.constraint(grammar) if grammar is not None else None
-            )
+            state.constraint = self.res.grammar_factory.constraint(grammar) if grammar is not None else None
         return state.constraint
 
     def detect(self, worker: str, text: str) -> list[ToolCall]:
@@ -149,15 +107,12 @@ class ToolSession:
             future = Future()  # never runs here: rank 0 broadcasts the outcome (see ready())
         elif self.calls_made >= self.cfg.max_tool_calls:
             future = Future()
+            limit = self.cfg.max_tool_calls
             future.set_result(
-                ToolOutcome(
-                    call,
-                    f"Error: the limit of {self.cfg.max_tool_calls} tool calls per run is reached",
-                    is_error=True,
-                )
+                ToolOutcome(call, f"Error: the limit of {limit} tool calls per run is reached", is_error=True)
             )
         else:
-            future = self.engine.tool_executor.submit(
+            future = self.res.executor.submit(
                 call,
                 self.by_name.get(call.name),
                 timeout_s=self.cfg.tool_timeout_s,
@@ -182,24 +137,29 @@ class ToolSession:
         if outcomes is None:
             return None
         state.calling.clear()
-        for outcome in outcomes:
+        for o in outcomes:
             self.log.append(
-                {
-                    "worker": worker,
-                    "id": outcome.call.id,
-                    "name": outcome.call.name,
-                    "arguments": outcome.call.arguments,
-                    "content": outcome.content,
-                    "is_error": outcome.is_error,
-                    "truncated": outcome.truncated,
-                    "duration_s": round(outcome.duration_s, 4),
-                }
+                ToolEventRecord(
+                    worker=worker,
+                    id=o.call.id,
+                    name=o.call.name,
+                    arguments=o.call.arguments,
+                    content=o.content,
+                    is_error=o.is_error,
+                    truncated=o.truncated,
+                    duration_s=round(o.duration_s, 4),
+                )
             )
         return outcomes
 
     def outstanding(self) -> list[Future[ToolOutcome]]:
         """Every call whose result has not been written yet, finished or not."""
         return [f for s in self._workers.values() for _, f in s.calling]
+
+    def cancel_outstanding(self) -> None:
+        """Give up the calls in flight (the run is cancelled): their results will not be written."""
+        for future in self.outstanding():
+            future.cancel()
 
     def wait_for_results(self, every: bool = False) -> bool:
         """Block until one outstanding call (every one, with ``every``) has finished.
@@ -218,16 +178,16 @@ class ToolSession:
 
     def finisher_constraint(self) -> TokenConstraint | None:
         """The finisher's grammar: a JSON schema answer, a forced call, or free text with valid calls."""
-        factory = self.engine.grammar_factory
+        factory = self.res.grammar_factory
         if self.cfg.response_format is not None:
             return factory.constraint(factory.json_schema(self.cfg.response_format))
-        if not finisher_may_call(self.tools, self.cfg):
+        if not self.may_finish_with_calls:
             return None
         return factory.constraint(factory.tool_calls(self.tools, self.cfg.tool_choice, self.fmt))
 
     def calls_in_answer(self, text: str) -> list[ToolCall]:
         """Calls the finisher wrote (return mode), parsed leniently; malformed ones are dropped."""
-        if not finisher_may_call(self.tools, self.cfg):
+        if not self.may_finish_with_calls:
             return []
         try:
             return [c for c in parse_tool_calls(text, self.tools, self.fmt) if c.error is None]

@@ -5,9 +5,13 @@ groups ``G`` and view entries ``E``, so it is captured once and replayed. Everyt
 step to step lives in static device buffers that the graph reads:
 
 - one packed ``int32`` buffer (token ids, block-local positions, slots, query view positions, the live
-  entry count, page ids and lengths, and the ``[G, E]`` entry positions and shifts), filled on the host
-  in a pinned twin and sent with **one** host-to-device copy per step;
-- the logits ``[G, V] float32`` and the greedy tokens ``[G]``, written by the graph.
+  entry count, page ids and lengths, the ``[G, E]`` entry positions and shifts, and each row's sampling
+  fields: top-k, random stream and counter, whether its mask applies), filled on the host in a pinned
+  twin and sent with **one** host-to-device copy per step; a small float buffer (temperatures, top-p)
+  and, only on steps where some row is masked, the ``[G, W]`` bitmask of bans and grammars;
+- the logits ``[G, V] float32``, the greedy tokens ``[G]`` and the sampled tokens ``[G]``, written by
+  the graph: masking and sampling (:mod:`.sampling`) run inside it, so the step's only device-to-host
+  copy is the sampled ids. Greedy-only steps replay a variant without the sampling work.
 
 Buckets are powers of two in ``G`` and ``E``. Padding groups feed token 0 at position 0, write their
 K/V to a scratch page nobody reads, and see nothing (``entry_pos = -1``); padding entries are invisible
@@ -21,6 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from hogwild_kernels import ShiftedAttentionMetadata
 from hogwild_kernels.metadata import shift_table
@@ -28,6 +33,7 @@ from hogwild_kernels.metadata import shift_table
 from ..cache.plan import ForwardPlan, HostPlan, WriteGroup, build_host_plan
 from ..cache.store import PagedKVStore
 from .attention import ForwardContext, HogwildCacheAdapter, forward_context
+from .sampling import SampleRequest, apply_row_masks, bitmask_words, fill_row_masks, sample_rows
 
 __all__ = ["GraphDecoder"]
 
@@ -47,7 +53,7 @@ class _Layout:
 
     @property
     def size(self) -> int:
-        return 4 * self.groups + 1 + 2 * self.entries + 2 * self.groups * self.entries
+        return 8 * self.groups + 1 + 2 * self.entries + 2 * self.groups * self.entries
 
     def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named views of ``flat`` (host or device), all sharing its storage."""
@@ -62,6 +68,10 @@ class _Layout:
             ("page_len", e),
             ("entry_pos", g * e),
             ("entry_shift", g * e),
+            ("top_k", g),
+            ("stream", g),
+            ("counter", g),
+            ("masked", g),
         ]
         out: dict[str, torch.Tensor] = {}
         start = 0
@@ -76,13 +86,29 @@ class _Layout:
 class _CapturedStep:
     """Static buffers, the captured graph and its outputs for one ``(groups, entries)`` bucket."""
 
-    def __init__(self, layout: _Layout, device: torch.device, rot_dims: int, shift_cos_sin: bool) -> None:
+    def __init__(
+        self,
+        layout: _Layout,
+        device: torch.device,
+        rot_dims: int,
+        shift_cos_sin: bool,
+        vocab: int,
+        sampling: bool,
+    ) -> None:
         g, e = layout.groups, layout.entries
         self.layout = layout
+        self.sampling = sampling  # whether the graph samples with temperatures (else greedy only)
         self.host = torch.zeros(layout.size, dtype=torch.int32, pin_memory=True)
         self.device_flat = torch.zeros(layout.size, dtype=torch.int32, device=device)
         self.host_views = {k: v.numpy() for k, v in layout.views(self.host).items()}
         dev = layout.views(self.device_flat)
+        self.device_views = dev
+        words = bitmask_words(vocab)
+        self.host_bitmask = torch.full((g, words), -1, dtype=torch.int32, pin_memory=True)
+        self.device_bitmask = torch.full((g, words), -1, dtype=torch.int32, device=device)
+        self.host_floats = torch.zeros(2 * g, dtype=torch.float32, pin_memory=True)  # temperature, top_p
+        self.device_floats = torch.zeros(2 * g, dtype=torch.float32, device=device)
+        self.host_float_views = self.host_floats.numpy()
         self.ids_pos_slots = torch.zeros(3 * g, dtype=torch.long, device=device)  # int64 copies, in-graph
         meta = ShiftedAttentionMetadata(
             page_ids=dev["page_ids"],
@@ -107,6 +133,33 @@ class _CapturedStep:
         self.copied = torch.cuda.Event()  # the pinned buffer may be rewritten once this has passed
         self.logits: torch.Tensor | None = None  # [G, V] float32, written by the graph
         self.tokens: torch.Tensor | None = None  # [G] int64 greedy picks, written by the graph
+        self.sampled: torch.Tensor | None = None  # [G] int64 picks after masks and sampling
+
+    def fill_samples(self, requests: list[SampleRequest]) -> bool:
+        """Write the rows' sampling fields (and masks) into the pinned buffers; True if a row is masked."""
+        h, f, g = self.host_views, self.host_float_views, self.layout.groups
+        h["top_k"][:] = 0
+        h["stream"][:] = 0
+        h["counter"][:] = 0
+        h["masked"][:] = 0
+        f[:g] = 0.0
+        f[g:] = 1.0
+        rows = [r.group for r in requests]
+        for row, r in zip(rows, requests, strict=True):
+            f[row] = 0.0 if r.takes_argmax else r.params.temperature
+            f[g + row] = r.params.top_p
+            h["top_k"][row] = r.params.top_k
+            # the int32 fields hold the 32-bit stream key and counter as their two's-complement bits
+            h["stream"][row] = np.int64(r.stream).astype(np.uint32).view(np.int32)
+            h["counter"][row] = np.int64(r.counter & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+        masked = np.zeros(g, dtype=np.bool_)
+        self.grammar_rows: list[int] = []
+        if any(r.constraint is not None or (r.ban is not None and r.ban.ids) for r in requests):
+            mask_rows, grammar = fill_row_masks(requests, self.host_bitmask, rows=rows)
+            masked[rows] = mask_rows
+            self.grammar_rows = grammar
+        h["masked"][:] = masked
+        return bool(masked.any())
 
     def fill(self, plan: HostPlan | None, scratch_slot: int) -> None:
         """Write ``plan`` (or an all-padding step when ``None``) into the pinned host buffer."""
@@ -169,7 +222,7 @@ class GraphDecoder:
         self.shift_cos_sin = shift_cos_sin
         self.scratch_slot = scratch_page * self.store.page_size
         self.capture_seconds = 0.0
-        self._steps: dict[tuple[int, int], _CapturedStep] = {}
+        self._steps: dict[tuple[int, int, bool], _CapturedStep] = {}
         self._pool = torch.cuda.graph_pool_handle()
         self._cache = HogwildCacheAdapter()
 
@@ -187,19 +240,40 @@ class GraphDecoder:
         assert step.logits is not None
         return step.logits[: len(groups)].clone()
 
+    def forward_sample(
+        self, groups: list[WriteGroup], requests: list[SampleRequest]
+    ) -> tuple[list[int], dict[int, np.ndarray]]:
+        """Replay the decode step with masking and sampling in the graph; one id per request.
+
+        Returns:
+            The sampled ids (request order) and, per request whose grammar masked, its allowed bits.
+        """
+        sampling = not all(r.takes_argmax for r in requests)
+        step = self._prepare(groups, requests, sampling)
+        assert step.sampled is not None
+        ids = step.sampled[: len(groups)].tolist()
+        masks = {i: step.host_bitmask[requests[i].group].numpy().copy() for i in step.grammar_rows}
+        return [ids[r.group] for r in requests], masks
+
     def forward_greedy(self, groups: list[WriteGroup]) -> list[int]:
         """Replay the decode step and return each group's argmax token (one device-to-host copy)."""
         step = self._prepare(groups)
         assert step.tokens is not None
         return step.tokens[: len(groups)].tolist()
 
-    def _prepare(self, groups: list[WriteGroup]) -> _CapturedStep:
+    def _prepare(
+        self, groups: list[WriteGroup], requests: list[SampleRequest] | None = None, sampling: bool = False
+    ) -> _CapturedStep:
         plan = build_host_plan(self.store, groups)
-        key = (_bucket(len(groups)), _bucket(plan.num_entries, MIN_ENTRIES))
+        key = (_bucket(len(groups)), _bucket(plan.num_entries, MIN_ENTRIES), sampling)
         step = self._steps.get(key) or self._capture(*key)
-        step.copied.synchronize()  # the previous step's copy out of the pinned buffer is done
+        step.copied.synchronize()  # the previous step's copy out of the pinned buffers is done
         step.fill(plan, self.scratch_slot)
+        masked = step.fill_samples(requests or [])
         step.device_flat.copy_(step.host, non_blocking=True)
+        step.device_floats.copy_(step.host_floats, non_blocking=True)
+        if masked:  # the bitmask only matters for masked rows: copy it only when there are some
+            step.device_bitmask.copy_(step.host_bitmask, non_blocking=True)
         step.copied.record()
         assert step.graph is not None
         step.graph.replay()
@@ -225,17 +299,30 @@ class GraphDecoder:
         if step.logits is None:
             step.logits = torch.empty(logits.shape, dtype=torch.float32, device=self.device)
             step.tokens = torch.empty(g, dtype=torch.long, device=self.device)
+            step.sampled = torch.empty(g, dtype=torch.long, device=self.device)
         step.logits.copy_(logits)
-        assert step.tokens is not None
+        assert step.tokens is not None and step.sampled is not None
         torch.argmax(step.logits, dim=-1, out=step.tokens)
+        dev = step.device_views
+        masked = apply_row_masks(step.logits, step.device_bitmask, dev["masked"] != 0)
+        picks = sample_rows(
+            masked,
+            step.device_floats[:g],
+            step.device_floats[g:],
+            dev["top_k"].long(),
+            dev["stream"].long() & 0xFFFFFFFF,
+            dev["counter"].long() & 0xFFFFFFFF,
+            greedy_only=not step.sampling,
+        )
+        step.sampled.copy_(picks)
 
     @torch.no_grad()
-    def _capture(self, groups: int, entries: int) -> _CapturedStep:
+    def _capture(self, groups: int, entries: int, sampling: bool) -> _CapturedStep:
         """Allocate a bucket's buffers, warm up eagerly (Triton compiles), then capture the step."""
         t0 = time.perf_counter()
-        step = _CapturedStep(
-            _Layout(groups, entries), self.device, 2 * self.inv_freq.shape[0], self.shift_cos_sin
-        )
+        vocab = self.runner.vocab_size  # type: ignore[attr-defined]
+        rot = 2 * self.inv_freq.shape[0]
+        step = _CapturedStep(_Layout(groups, entries), self.device, rot, self.shift_cos_sin, vocab, sampling)
         step.fill(None, self.scratch_slot)  # an all-padding step: writes only the scratch page
         step.device_flat.copy_(step.host)
         side = torch.cuda.Stream(self.device)
@@ -249,6 +336,6 @@ class GraphDecoder:
             self._body(step)
         torch.cuda.synchronize(self.device)
         step.graph = graph
-        self._steps[(groups, entries)] = step
+        self._steps[(groups, entries, sampling)] = step
         self.capture_seconds += time.perf_counter() - t0
         return step

@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from hogwild_kernels.dispatch import resolve_backend
 from hogwild_kernels.metadata import with_shift_table
 
 from ..api.errors import UnsupportedModelError
 from ..cache.plan import ForwardPlan, WriteGroup, plan_forward
-from ..cache.store import PagedKVStore
+from ..cache.store import PagedKVStore, PagePoolExhausted
 from .attention import ATTENTION_NAME, ForwardContext, HogwildCacheAdapter, forward_context
 from .distributed import SINGLE_PROCESS, ParallelContext
 from .graphs import GraphDecoder
+from .sampling import Sampler, SampleRequest
 from .support import ModelGeometry, inspect_model
 
-__all__ = ["ModelRunner"]
+__all__ = ["ModelRunner", "SampledTokens"]
+
+
+@dataclass(slots=True)
+class SampledTokens:
+    """The tokens sampled in one forward: one id per sample request, and the grammar masks that applied.
+
+    Attributes:
+        ids: one token id per request, in request order.
+        grammar_masks: request index -> packed allowed bits (``[W] int32``) where a grammar masked.
+    """
+
+    ids: list[int]
+    grammar_masks: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def _local_geometry(geometry: ModelGeometry, parallel: ParallelContext) -> ModelGeometry:
@@ -96,12 +112,26 @@ class ModelRunner:
         # transformers renamed the cache argument (past_key_values -> cache); use what this version takes.
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.sampler = Sampler(self.vocab_size)
         self.graphs: GraphDecoder | None = None
         if use_graphs:
             self.graphs = GraphDecoder(self, scratch_page=self.store.take_scratch_page(), shift_cos_sin=True)
 
     def reserve(self, groups: list[WriteGroup], forward: int) -> None:
-        """Append every group's tokens to its block, filling ``slots`` and ``first_position``."""
+        """Append every group's tokens to its block, filling ``slots`` and ``first_position``.
+
+        All or nothing: when the pool cannot hold every group, nothing is reserved.
+
+        Raises:
+            PagePoolExhausted: too few free pages for all the groups.
+        """
+        need = self.pages_needed(groups)
+        if need > self.store.free_pages:
+            raise PagePoolExhausted(
+                f"the KV page pool has {self.store.free_pages} free pages, {need} needed; "
+                "raise max_cache_tokens"
+            )
         for group in groups:
             block = self.store.blocks[group.block]
             group.first_position = block.length
@@ -133,10 +163,35 @@ class ModelRunner:
             plan.meta = with_shift_table(plan.meta, self.geometry.inv_freq)
         return self.run_plan(plan, all_logits)
 
-    def run_plan(self, plan: ForwardPlan, all_logits: bool = False) -> torch.Tensor:
-        """Run the model on a prepared plan."""
+    @torch.no_grad()
+    def forward_sample(self, groups: list[WriteGroup], samples: list[SampleRequest]) -> SampledTokens:
+        """Run one forward of reserved ``groups`` and sample the requested rows (one host sync: the ids).
+
+        A decode step (every group feeds one token) replays its CUDA graph, sampling included; other
+        forwards run eagerly and compute logits only at the sampled groups' last positions.
+        """
+        if self.graphs is not None and self.graphs.accepts(groups, all_logits=False):
+            ids, masks = self.graphs.forward_sample(groups, samples)
+        else:
+            plan = plan_forward(self.store, groups, self.device)
+            if self._kernel_backend == "triton":
+                plan.meta = with_shift_table(plan.meta, self.geometry.inv_freq)
+            sampled = sorted({s.group for s in samples}) or [0]
+            row_of = {g: i for i, g in enumerate(sampled)}
+            keep = plan.last_token_index[torch.tensor(sampled, device=plan.last_token_index.device)]
+            logits = self.run_plan(plan, keep=keep)
+            rows = logits[[row_of[s.group] for s in samples]] if samples else logits[:0]
+            ids = self.sampler.sample(rows, samples)
+            masks = self.sampler.last_grammar_masks
+        return SampledTokens(self.parallel.broadcast_tokens(ids) if samples else [], masks)
+
+    def run_plan(
+        self, plan: ForwardPlan, all_logits: bool = False, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Run the model on a prepared plan; logits at ``keep`` (default: every group's last token)."""
         ctx = ForwardContext(self.store, plan, self.geometry.inv_freq, self.backend)
-        keep = 0 if all_logits else plan.last_token_index
+        if keep is None:
+            keep = 0 if all_logits else plan.last_token_index
         with forward_context(ctx):
             out = self.model(
                 input_ids=plan.input_ids,

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..api.events import FinishedEvent
+from ..api.results import RunResult, set_html_renderer
 from .progress import RunProgress, worker_color
 
 if TYPE_CHECKING:
-    from ..api.results import RunResult, WorkerResult
+    from ..api.results import WorkerResult
     from ..engine.engine import HogwildEngine, Messages
 
 __all__ = ["render_progress_html", "render_run_html", "watch"]
@@ -116,9 +117,10 @@ def render_run_html(result: RunResult) -> str:
     parts.append("</div>")
     if result.tool_events or result.tool_calls:
         parts.append('<div class="hw-tools"><b>Tool calls</b>')
-        parts += [_tool_event_html(ev, colors) for ev in result.tool_events]
+        parts += [_tool_event_html(ev.model_dump(), colors) for ev in result.tool_events]
         for call in result.tool_calls:
-            parts.append(_tool_event_html({**call, "content": "(returned to the caller)"}, colors))
+            shown = {**call.model_dump(), "content": "(returned to the caller)"}
+            parts.append(_tool_event_html(shown, colors))
         parts.append("</div>")
     parts.append(f'<div class="hw-answer"><b>Answer</b>\n{_e(result.answer)}</div>')
     u = result.usage
@@ -128,6 +130,9 @@ def render_run_html(result: RunResult) -> str:
         f"{u.wall_time_s:.1f} s</div></div>"
     )
     return "".join(parts)
+
+
+set_html_renderer(render_run_html)
 
 
 def render_progress_html(progress: RunProgress, tail_chars: int = 1200) -> str:

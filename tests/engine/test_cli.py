@@ -17,7 +17,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from hogwild_agents.ui import cli
 from hogwild_agents.api.errors import UnsupportedModelError
 from hogwild_agents.models.store import (
     DEFAULT_MODEL,
@@ -27,6 +26,7 @@ from hogwild_agents.models.store import (
     cache_root,
 )
 from hogwild_agents.models.testing import TINY_TEST_MODEL
+from hogwild_agents.ui import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "hogwild_agents" / "ui" / "cli_result.schema.json"

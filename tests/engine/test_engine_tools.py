@@ -87,7 +87,7 @@ def test_forced_call_runs_and_result_is_in_every_view(qwen_tokenizer) -> None:
         and e.forward > finished[0].forward
     ]
     assert alice_after
-    assert result.tool_events[0]["name"] == "pick"
+    assert result.tool_events[0].name == "pick"
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ def test_failing_tools_leave_error_text_and_engine_usable(qwen_tokenizer, monkey
     )  # the scripted calls bypass the sampler's grammar
     result = engine.run(ASK, tools=tools)
     assert expect in result.workers[0].text
-    assert result.tool_events and result.tool_events[0]["is_error"] == ("truncated" not in expect)
+    assert result.tool_events and result.tool_events[0].is_error == ("truncated" not in expect)
     monkeypatch.undo()
     assert engine.run(ASK, max_forwards=3).stop_reason == "max_forwards"
     assert engine.runner.store.free_pages == engine.runner.store.num_pages
@@ -177,21 +177,21 @@ def test_return_mode_resume_reencodes_only_the_new_tokens(qwen_tokenizer) -> Non
             "content": "",
             "tool_calls": [
                 {
-                    "id": call["id"],
+                    "id": call.id,
                     "type": "function",
-                    "function": {"name": "pick", "arguments": call["arguments"]},
+                    "function": {"name": "pick", "arguments": call.arguments},
                 }
             ],
         },
-        {"role": "tool", "tool_call_id": call["id"], "content": "5"},
+        {"role": "tool", "tool_call_id": call.id, "content": "5"},
     ]
     second = engine.run(follow_up, tools=tools, tool_mode="return", tool_choice="auto")
     # Different options: not the same conversation state -> a fresh run.
     assert second.usage.reused_prompt_tokens == 0 and second.usage.prompt_tokens > 0
     first = engine.run(ASK, tools=tools, tool_mode="return", tool_choice="required")
     call = first.tool_calls[0]
-    follow_up[1]["tool_calls"][0]["id"] = call["id"]
-    follow_up[2]["tool_call_id"] = call["id"]
+    follow_up[1]["tool_calls"][0]["id"] = call.id
+    follow_up[2]["tool_call_id"] = call.id
     resumed = engine.run(follow_up, tools=tools, tool_mode="return", tool_choice="required")
     result_tokens = len(
         qwen_tokenizer.encode(

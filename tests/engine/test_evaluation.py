@@ -209,8 +209,8 @@ def test_harness_end_to_end_on_a_random_model_scores_zero(tiny_engine, tmp_path)
 
 
 def test_cli_eval_writes_the_files(qwen_tokenizer, tmp_path, capsys):
-    from hogwild_agents.ui import cli
     from hogwild_agents.models.testing import TINY_TEST_MODEL
+    from hogwild_agents.ui import cli
 
     out, log = tmp_path / "eval", tmp_path / "RESULTS.md"
     log.write_text("# results\n")

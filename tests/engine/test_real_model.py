@@ -72,7 +72,7 @@ def test_return_mode_resume_encodes_only_the_result(engine: HogwildEngine) -> No
     messages = [{"role": "user", "content": "Use the calculator to compute 1234 + 4321."}]
     tools = [calculator_tool()]
     first = engine.run(messages, tools=tools, tool_mode="return", tool_choice="required", max_forwards=8)
-    assert first.tool_calls and first.tool_calls[0]["name"] == "calculator"
+    assert first.tool_calls and first.tool_calls[0].name == "calculator"
     call = first.tool_calls[0]
     follow = [
         *messages,
@@ -81,13 +81,13 @@ def test_return_mode_resume_encodes_only_the_result(engine: HogwildEngine) -> No
             "content": "",
             "tool_calls": [
                 {
-                    "id": call["id"],
+                    "id": call.id,
                     "type": "function",
-                    "function": {"name": "calculator", "arguments": call["arguments"]},
+                    "function": {"name": "calculator", "arguments": call.arguments},
                 }
             ],
         },
-        {"role": "tool", "tool_call_id": call["id"], "content": "5555"},
+        {"role": "tool", "tool_call_id": call.id, "content": "5555"},
     ]
     second = engine.run(follow, tools=tools, tool_mode="return", tool_choice="required", max_forwards=8)
     assert second.usage.prompt_tokens == 0

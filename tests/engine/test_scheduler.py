@@ -84,16 +84,16 @@ def test_cancelling_one_run_leaves_the_others_and_frees_its_pages(qwen_tokenizer
 
 
 def test_a_failing_run_does_not_take_the_others_down(qwen_tokenizer, monkeypatch) -> None:
-    from hogwild_agents.engine.run import Run
+    from hogwild_agents.engine import generate
 
-    original = Run._postprocess
+    original = generate.take_token
 
-    def exploding(self, worker, token):
+    def exploding(run, worker, token):
         if worker.name == "Xena" and worker.generated >= 3:
             raise RuntimeError("boom in Xena's run")
-        return (yield from original(self, worker, token))
+        return original(run, worker, token)
 
-    monkeypatch.setattr(Run, "_postprocess", exploding)
+    monkeypatch.setattr(generate, "take_token", exploding)
     engine = engine_for(qwen_tokenizer)
     expected = engine.run(TASKS[0])
     outcomes = run_together(engine, [(TASKS[0], {}), (TASKS[1], {"worker_names": ["Xena", "Yuri"]})])
@@ -144,7 +144,7 @@ def test_a_run_waiting_for_a_tool_does_not_hold_up_another(qwen_tokenizer) -> No
         assert not waiting  # the tool run is still waiting
         release.set()
         t.join(timeout=300)
-        assert waiting and any(e["content"] == "7" for e in waiting[0].tool_events)
+        assert waiting and any(e.content == "7" for e in waiting[0].tool_events)
     finally:
         release.set()
         patch.undo()
@@ -185,14 +185,14 @@ def test_astream_whose_event_loop_closes_cancels_its_run(qwen_tokenizer) -> None
 
 
 def test_a_scheduler_failure_reaches_the_callers_instead_of_hanging_them(qwen_tokenizer, monkeypatch) -> None:
-    from hogwild_agents.engine.scheduler import BatchScheduler
+    from hogwild_agents.engine.scheduler import Scheduler
 
     engine = engine_for(qwen_tokenizer)
 
-    def broken(self, asking):
+    def broken(self, batch):
         raise RuntimeError("scheduler bug")
 
-    monkeypatch.setattr(BatchScheduler, "_forward", broken)
+    monkeypatch.setattr(Scheduler, "forward", broken)
     with pytest.raises(RuntimeError, match="scheduler bug"):
         engine.run(TASKS[0])
     monkeypatch.undo()

@@ -144,8 +144,5 @@ def test_finisher_is_told_a_call_is_a_valid_reply_only_when_calls_are_returned(q
         ("execute", "auto", False),
         ("return", "none", False),
     ):
-        run, _, _ = engine._prepare(
-            msgs, [Tool.from_function(add)], {"tool_mode": mode, "tool_choice": choice}
-        )
+        run = engine._prepare(msgs, [Tool.from_function(add)], {"tool_mode": mode, "tool_choice": choice})
         assert ("reply with just that call" in run.texts.finisher) is expect, (mode, choice)
-        run.close()
