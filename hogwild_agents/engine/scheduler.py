@@ -14,9 +14,11 @@ rank issues the same forwards in the same order).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ class Scheduler:
     """Steps every active run on one daemon thread; their forwards become one batched forward per step."""
 
     def __init__(self, runner: ModelRunner) -> None:
+        _LIVE.add(self)
         self.runner = runner
         self._cv = threading.Condition()
         self._handles: list[RunHandle] = []
@@ -249,6 +252,17 @@ class Scheduler:
         if not handle.finished.is_set():
             handle.events.put(_END)
             handle.finished.set()
+
+
+_LIVE: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_threads_at_exit() -> None:
+    # A daemon thread still inside torch or a tokenizer when the interpreter finalises aborts the process
+    # ("terminate called without an active exception", seen with idle engines alive at exit): stop them.
+    for scheduler in list(_LIVE):
+        scheduler.close()
 
 
 def drive(run: RunState, runner: ModelRunner) -> Iterator[Event]:
