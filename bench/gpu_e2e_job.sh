@@ -2,8 +2,9 @@
 # One GPU session for the decode path: install the carried wheels (CI's transformers), kernel and
 # graph-decode tests on CUDA, kernel before/after variants, then the end-to-end decode benchmark.
 # Usage: bench/gpu_e2e_job.sh OUTDIR STAGES [e2e args...]
-#   STAGES: any of tests,variants,kernel,e2e,real,concurrent. `real` needs the packaged GGUF carried in
-#   .gpu/gguf.partNN pieces (see bench/RESULTS.md); `concurrent` uses the tokenizer `real` converted.
+#   STAGES: any of tests,variants,kernel,e2e,overhead,concurrent,prefill,real. `real` needs the packaged
+#   GGUF carried in .gpu/gguf.partNN pieces (see bench/RESULTS.md). The tokenizer (no weights) travels in
+#   .gpu/cache/models/qwen2.5-coder-0.5b-instruct (HOGWILD_CACHE_DIR): tests and whole-engine benches use it.
 set -uo pipefail
 out=$1
 stages=$2
@@ -15,13 +16,15 @@ if ls wheels/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=${PYTHONPATH:-}:$PWD:$PWD/kernels:$PWD/tests/kernels PYTHONUNBUFFERED=1
+export HOGWILD_CACHE_DIR=$PWD/.gpu/cache HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+TOK=$PWD/.gpu/cache/models/qwen2.5-coder-0.5b-instruct
 py=python3
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total --format=csv,noheader
 $py -c "import torch, triton, transformers, hogwild_agents; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
 
 if [[ $stages == *tests* ]]; then
-    timeout 150 $py -m pytest tests/kernels tests/engine/test_graph_decode.py -q -rs -s -p no:cacheprovider \
-        >"$out/pytest.log" 2>&1
+    timeout ${TESTS_TIMEOUT:-200} $py -m pytest tests/kernels tests/engine/test_graph_decode.py \
+        tests/engine/test_greedy_fixture.py -q -rs -s -p no:cacheprovider >"$out/pytest.log" 2>&1
     echo "pytest exit $?"
     grep -E "relative error|graph vs eager|passed|failed|FAILED|Error" "$out/pytest.log" | head -30
 fi
@@ -43,6 +46,20 @@ if [[ $stages == *e2e* ]]; then
     grep -E "Error|error|Traceback" "$out/e2e.log" | head -10
     sed -n '/^e2e /,$p' "$out/e2e.log" | tail -60
 fi
+if [[ $stages == *overhead* ]]; then
+    timeout ${OVERHEAD_TIMEOUT:-240} $py bench/engine_overhead.py --tokenizer "$TOK" --model qwen2.5-7b \
+        --workers 1,2,4,8 --md "$out/overhead.md" >"$out/overhead.log" 2>&1
+    echo "overhead exit $?"
+    grep -E "Error|error" "$out/overhead.log" | head -5
+    cat "$out/overhead.md" 2>/dev/null
+fi
+if [[ $stages == *prefill* ]]; then
+    timeout ${PREFILL_TIMEOUT:-240} $py bench/prefill.py --tokenizer "$TOK" --model qwen2.5-7b \
+        --lengths 1024,4096,16384,32768 --md "$out/prefill.md" >"$out/prefill.log" 2>&1
+    echo "prefill exit $?"
+    grep -E "Error|error" "$out/prefill.log" | head -5
+    cat "$out/prefill.md" 2>/dev/null
+fi
 if [[ $stages == *real* ]]; then
     timeout ${REAL_TIMEOUT:-300} $py bench/real_model_gpu_check.py --gguf-pieces .gpu --model-dir /tmp/qwen05 \
         --out "$out" >"$out/real.log" 2>&1
@@ -56,7 +73,7 @@ if [[ $stages == *real* ]]; then
     $py -c "import json,sys; r=json.load(open(sys.argv[1])); print('answer:', r.get('answer')); print('tools:', r.get('tool_events'))" "$out/main_job.json" 2>&1 | head -5
 fi
 if [[ $stages == *concurrent* ]]; then
-    timeout ${CONC_TIMEOUT:-300} $py bench/concurrent_runs.py --tokenizer /tmp/qwen05 --model qwen2.5-7b \
+    timeout ${CONC_TIMEOUT:-300} $py bench/concurrent_runs.py --tokenizer "$TOK" --model qwen2.5-7b \
         --runs 4 --workers 2 --forwards 200 --prompt-tokens 1024 --md "$out/concurrent.md" >"$out/concurrent.log" 2>&1
     echo "concurrent exit $?"
     grep -E "Error|error" "$out/concurrent.log" | head -5

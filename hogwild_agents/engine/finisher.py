@@ -14,6 +14,7 @@ import time
 from ..api.events import AnswerEvent, FinishedEvent
 from ..cache.layouts import build_view
 from ..cache.plan import WriteGroup
+from ..runner.sampling import writer_stream
 from ..text.detokenize import TextStream
 from ..text.stops import StopMatcher
 from .generate import stop_all
@@ -40,6 +41,7 @@ def _start(run: RunState) -> FinisherState:
         stops=StopMatcher(run.cfg.stop),
         pending=list(run.finisher_ids),
         forwards_left=-1,
+        stream=writer_stream(run.sampling.seed, "finisher"),
     )
     run.finisher = finisher
     return finisher

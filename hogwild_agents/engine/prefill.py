@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..cache.layouts import SharedLayoutState
 from ..cache.plan import WriteGroup
+from ..runner.sampling import writer_stream
 from ..text.detokenize import TextStream
 from ..text.prompts import step_header
 from ..text.stops import StopMatcher
@@ -52,6 +53,7 @@ def _add_workers(run: RunState) -> None:
             block=new_block(run, name, "step"),
             text=TextStream(run.res.tokenizer),
             stops=StopMatcher(run.cfg.stop) if plain_stops else None,
+            stream=writer_stream(run.sampling.seed, name),
         )
         run.tools.register(name, first=i == 0)
         run.layout.current[i] = worker.block

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..runner.sampling import SampleRequest, writer_stream
+from ..runner.sampling import SampleRequest
 from .state import FinisherState, RunState, WorkerState
 
 __all__ = ["finisher_sample", "worker_sample"]
@@ -16,7 +16,7 @@ def worker_sample(
         group=group,
         writer=worker.name,
         params=run.sampling,
-        stream=writer_stream(run.sampling.seed, worker.name),
+        stream=worker.stream,
         counter=worker.samples,
         ban=run.worker_ban,
         constraint=constraint,  # type: ignore[arg-type]
@@ -31,7 +31,7 @@ def finisher_sample(run: RunState, finisher: FinisherState, group: int) -> Sampl
         group=group,
         writer="finisher",
         params=run.sampling,
-        stream=writer_stream(run.sampling.seed, "finisher"),
+        stream=finisher.stream,
         counter=finisher.samples,
         ban=run.finisher_ban,
         constraint=finisher.constraint,

@@ -47,6 +47,7 @@ class WorkerState:
         feed_only: its next forward only writes the token that closed a call (its sample is dropped).
         call_token: the unfed token that closed a call returned to the caller.
         samples: how many tokens it drew (its position in its random stream).
+        stream: its random stream key (from the run's seed and its name).
         stops: stop strings over its text (plain generation without a finisher), or ``None``.
     """
 
@@ -64,6 +65,7 @@ class WorkerState:
     feed_only: bool = False
     call_token: list[int] = field(default_factory=list)
     samples: int = 0
+    stream: int = 0
     stops: StopMatcher | None = None
 
 
@@ -79,6 +81,7 @@ class FinisherState:
     streamed: int = 0
     forwards_left: int = 0
     samples: int = 0
+    stream: int = 0
 
 
 @dataclass(slots=True)

@@ -162,12 +162,12 @@ def summarize(result: Any) -> dict[str, Any]:
     }
 
 
-def run_case(name: str, tokenizer: Any) -> dict[str, Any]:
+def run_case(name: str, tokenizer: Any, device: str = "cpu") -> dict[str, Any]:
     """Run case ``name`` on a fresh engine; for return-mode cases also the follow-up with tool results."""
     from hogwild_agents import HogwildEngine
 
     family, cfg, options, tools = CASES[name]
-    model = tiny_model(family, vocab_size=VOCAB, eos_token_id=EOS)
+    model = tiny_model(family, vocab_size=VOCAB, eos_token_id=EOS).to(device)
     engine = HogwildEngine(model, tokenizer, page_size=8, max_cache_tokens=4096, max_answer_tokens=8, **cfg)
     tool_list = tools() if tools else None
     result = engine.run(QUESTION, tools=tool_list, **options)
