@@ -173,9 +173,19 @@ def time_steps(fn, n: int) -> list[float]:
 
 def engine_rows(model, name, args, log) -> list[dict]:
     rows = []
+    # "none" before "liger": Liger patches the model's modules in place, for good.
+    for fused in args.fused_ops:
+        rows += _engine_rows(model, name, args, log, fused)
+    return rows
+
+
+def _engine_rows(model, name, args, log, fused: str) -> list[dict]:
+    rows = []
     for length in args.lengths:
         cap = length + max(args.workers) * (STEP0 + OWN + args.steps * 2 + 2 * PAGE) + 4 * PAGE
-        runner = ModelRunner(model, page_size=PAGE, max_cache_tokens=cap, attention_backend="triton")
+        runner = ModelRunner(
+            model, page_size=PAGE, max_cache_tokens=cap, attention_backend="triton", fused_ops=fused
+        )
         assert runner.graphs is not None, "graph decode needs CUDA and the triton backend"
         runner.graphs.shift_cos_sin = not args.no_table
         runner.store.key_pages.normal_()
@@ -211,6 +221,14 @@ def engine_rows(model, name, args, log) -> list[dict]:
                 build_host_plan(runner.store, groups)
                 plan_ms.append((time.perf_counter() - t0) * 1e3)
             q = quantiles(ms)
+            # Roofline: bytes a step must read (weights but the embedding table, and the view's K/V once)
+            # over the card's 4.8 TB/s.
+            cfg = model.config
+            embed = model.get_input_embeddings().weight
+            weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) - embed.nbytes
+            head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+            kv_bytes = cell.view_length() * cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * head_dim * 2
+            roofline_ms = (weight_bytes + kv_bytes) / 4.8e12 * 1e3
             row = dict(
                 model=name,
                 L=length,
@@ -226,6 +244,9 @@ def engine_rows(model, name, args, log) -> list[dict]:
                 peak_extra_mib=(torch.cuda.max_memory_allocated() - base_mem) / 2**20,
                 entries=build_host_plan(runner.store, groups).num_entries,
                 table=not args.no_table,
+                fused=runner.fused_ops,
+                roofline_ms=roofline_ms,
+                roofline_frac=roofline_ms / q[1],
             )
             rows.append(row)
             log(row)
@@ -301,21 +322,24 @@ def hf_rows(model, name, args, log, compiled: bool) -> list[dict]:
 
 def render(engine: list[dict], hf: list[dict]) -> str:
     lines = [
-        "| model | L | view tokens | W | step ms (p20–p80) | agg tok/s | step / W=1 | via runner.forward ms "
-        "| replay GPU ms | host plan ms | entries | capture s | store GiB | peak extra MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | L | view tokens | W | step ms (p20–p80) | agg tok/s | step / W=1 | roofline ms (fraction) "
+        "| via runner.forward ms | replay GPU ms | host plan ms | entries | capture s | store GiB "
+        "| peak extra MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base: dict[tuple, float] = {}
     for r in engine:
-        key = (r["model"], r["L"], r["table"])
+        key = (r["model"], r["L"], r["table"], r.get("fused"))
         if r["W"] == 1:
             base[key] = r["ms"][1]
         ratio = r["ms"][1] / base[key] if key in base else float("nan")
         lines.append(
-            f"| {r['model']}{'' if r['table'] else ' (no cos/sin table)'} | {r['L'] // 1024}k | "
+            f"| {r['model']}{'' if r['table'] else ' (no cos/sin table)'}"
+            f"{' +liger' if r.get('fused') == 'liger' else ''} | {r['L'] // 1024}k | "
             f"{r['view']} | "
             f"{r['W']} | {r['ms'][1]:.2f} ({r['ms'][0]:.2f}–{r['ms'][2]:.2f}) | {r['tok_s']:.1f} | "
-            f"{ratio:.3f} | {r['via_runner_ms']:.2f} | {r['gpu_ms']:.2f} | {r['plan_ms']:.3f} | "
+            f"{ratio:.3f} | {r['roofline_ms']:.2f} ({r['roofline_frac']:.0%}) | "
+            f"{r['via_runner_ms']:.2f} | {r['gpu_ms']:.2f} | {r['plan_ms']:.3f} | "
             f"{r['entries']} | "
             f"{r['capture_s']:.2f} | {r['store_gib']:.2f} | {r['peak_extra_mib']:.0f} |"
         )
@@ -351,6 +375,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument(
         "--no-table", action="store_true", help="kernel evaluates sin/cos itself (no per-step table)"
+    )
+    p.add_argument(
+        "--fused-ops", default="none", type=lambda s: s.split(","), help="e.g. none,liger (in that order)"
     )
     p.add_argument("--hf-eager", action="store_true")
     p.add_argument("--hf-compile", action="store_true")

@@ -114,20 +114,26 @@ def main() -> None:
         )  # fmt: skip
         timed_run(engine, text, a.short)  # warm-up: graph capture, Triton compile
         timed_run(engine, text, a.long)
-        short = min(timed_run(engine, text, a.short) for _ in range(a.repeats))
-        with StepProfile() as profile:
-            long_runs = [timed_run(engine, text, a.long) for _ in range(a.repeats)]
-        long = min(long_runs)
-        per_forward = (long[0] - short[0]) / (long[1] - short[1]) * 1e3
-        steps = sum(n for _, n in long_runs)
-        host = {k: v / steps * 1e3 for k, v in profile.seconds.items()}
-        bare = bare_replay_ms(engine, workers)
-        rows.append(
-            dict(W=workers, per_forward=per_forward, bare=bare, ratio=per_forward / bare,
-                 tok_s=workers / per_forward * 1e3, bare_tok_s=workers / bare * 1e3, **host,
-                 prompt=len(tokenizer.encode(text)))
-        )  # fmt: skip
-        print(rows[-1], flush=True)
+        for overlap in (True, False):
+            engine.scheduler.overlap = overlap
+            short = min(timed_run(engine, text, a.short) for _ in range(a.repeats))
+            runner, sched = engine.runner, engine.scheduler
+            eager0, overlapped0, steps0 = runner.eager_forwards, sched.overlapped_steps, sched.steps
+            with StepProfile() as profile:
+                long_runs = [timed_run(engine, text, a.long) for _ in range(a.repeats)]
+            long = min(long_runs)
+            per_forward = (long[0] - short[0]) / (long[1] - short[1]) * 1e3
+            steps = sched.steps - steps0
+            host = {k: v / steps * 1e3 for k, v in profile.seconds.items()}
+            bare = bare_replay_ms(engine, workers)
+            rows.append(
+                dict(W=workers, overlap=overlap, per_forward=per_forward, bare=bare, ratio=per_forward / bare,
+                     tok_s=workers / per_forward * 1e3, bare_tok_s=workers / bare * 1e3, **host,
+                     eager=(runner.eager_forwards - eager0) / a.repeats,
+                     overlapped=(sched.overlapped_steps - overlapped0) / max(1, steps),
+                     prompt=len(tokenizer.encode(text)))
+            )  # fmt: skip
+            print(rows[-1], flush=True)
         engine.close()
     import transformers
 
@@ -137,14 +143,15 @@ def main() -> None:
         f"transformers={transformers.__version__} model={a.model} prompt={rows[0]['prompt']} tokens "
         f"forwards {a.short}->{a.long}",
         "",
-        "| W | engine.run ms/forward | bare graph step ms | ratio | engine tok/s | bare tok/s | "
-        "schedule ms | forward ms (incl. GPU wait) | postprocess ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| W | overlap | engine.run ms/forward | bare graph step ms | ratio | engine tok/s | bare tok/s | "
+        "schedule ms | launch ms | postprocess ms | eager forwards per run | steps overlapped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['W']} | {r['per_forward']:.2f} | {r['bare']:.2f} | {r['ratio']:.3f} | {r['tok_s']:.1f} | "
-            f"{r['bare_tok_s']:.1f} | {r['schedule']:.3f} | {r['forward']:.2f} | {r['postprocess']:.3f} |"
+            f"| {r['W']} | {'on' if r['overlap'] else 'off'} | {r['per_forward']:.2f} | {r['bare']:.2f} | "
+            f"{r['ratio']:.3f} | {r['tok_s']:.1f} | {r['bare_tok_s']:.1f} | {r['schedule']:.3f} | "
+            f"{r['forward']:.3f} | {r['postprocess']:.3f} | {r['eager']:.0f} | {r['overlapped']:.0%} |"
         )
     out = "\n".join(lines)
     print(out)

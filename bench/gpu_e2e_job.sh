@@ -23,10 +23,10 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,m
 $py -c "import torch, triton, transformers, hogwild_agents; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
 
 if [[ $stages == *tests* ]]; then
-    timeout ${TESTS_TIMEOUT:-200} $py -m pytest tests/kernels tests/engine/test_graph_decode.py \
-        tests/engine/test_greedy_fixture.py -q -rs -s -p no:cacheprovider >"$out/pytest.log" 2>&1
+    timeout ${TESTS_TIMEOUT:-200} $py -m pytest ${TESTS:-tests/kernels tests/engine/test_graph_decode.py \
+        tests/engine/test_greedy_fixture.py} -q -rs -s -p no:cacheprovider >"$out/pytest.log" 2>&1
     echo "pytest exit $?"
-    grep -E "relative error|graph vs eager|passed|failed|FAILED|Error" "$out/pytest.log" | head -30
+    grep -E "relative error|graph vs eager|liger vs|passed|failed|FAILED|Error" "$out/pytest.log" | head -30
 fi
 if [[ $stages == *variants* ]]; then
     timeout 150 $py bench/kernel_variants.py --reps 20 --out "$out/variants.md" >"$out/variants.log" 2>&1

@@ -28,6 +28,8 @@ ENGINE_FIELDS = frozenset(
         "tensor_parallel_graphs",
         "trust_model_support",
         "keep_runs",
+        "overlap_host_work",
+        "fused_ops",
     }
 )
 """Options fixed when the engine is built (its store, kernels, graphs): a run cannot override them."""
@@ -109,6 +111,17 @@ class HogwildConfig(BaseModel):
         "captured). Opt-in: same greedy tokens as eager in float32 and 1.3x faster than one GPU on a "
         "QwQ-32B shape (bench/RESULTS.md), but measured only at the runner level, and the benchmark's "
         "process exit hung once.",
+    )
+    fused_ops: Literal["auto", "none", "liger"] = Field(
+        "auto",
+        description="Fused RMSNorm/RoPE/SwiGLU kernels from Liger-Kernel in the decode step: 'auto' uses "
+        "them on CUDA when installed (the [fast] extra) and the family is supported; 'none' keeps the "
+        "plain modules; 'liger' insists.",
+    )
+    overlap_host_work: bool = Field(
+        True,
+        description="Plan the next decode step while the GPU runs the current one, when the sampled tokens "
+        "cannot change the plan (exact: the same tokens either way; off only to measure what it saves).",
     )
     trust_model_support: bool = Field(
         False, description="Skip the model-family allow-list (the structural checks still run)."

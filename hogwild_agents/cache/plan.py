@@ -48,16 +48,21 @@ class ForwardPlan:
         input_ids: ``[1, T]`` all groups' tokens, group after group.
         position_ids: ``[1, T]`` block-local positions (the model's own RoPE rotates q and k by these).
         slot_mapping: ``[T] int64`` flat page slot of each new token.
-        meta: attention metadata shared by all layers.
+        meta: attention metadata shared by all layers (of the groups after the dense prefix; ``None``
+            when there are none).
         last_token_index: ``[G] int64`` index in ``T`` of each group's last token (the one sampled from).
+        dense_queries: the first group's token count when it is a fresh block that attends only to
+            itself (a prompt): plain causal attention over its own new keys, which the attention hook
+            hands to SDPA's fused (FlashAttention-class) kernels; 0 otherwise.
 
     """
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     slot_mapping: torch.Tensor
-    meta: ShiftedAttentionMetadata
+    meta: ShiftedAttentionMetadata | None
     last_token_index: torch.Tensor
+    dense_queries: int = 0
 
 
 @dataclass(slots=True)
@@ -252,8 +257,54 @@ def build_host_plan_reference(store: PagedKVStore, groups: list[WriteGroup]) -> 
     )
 
 
+DENSE_MIN_TOKENS = 16  # shorter fresh blocks gain nothing from a separate dense attention call
+
+
+def is_dense_prefix(group: WriteGroup) -> bool:
+    """Whether ``group`` writes a fresh block that sees only itself: ordinary causal attention."""
+    return (
+        group.view == [group.block] and group.first_position == 0 and len(group.token_ids) >= DENSE_MIN_TOKENS
+    )
+
+
 def plan_forward(store: PagedKVStore, groups: list[WriteGroup], device: torch.device) -> ForwardPlan:
-    """Build the device plan for ``groups`` whose tokens were already reserved in ``store`` (slots filled)."""
+    """Build the device plan for ``groups`` whose tokens were already reserved in ``store`` (slots filled).
+
+    A first group that is a fresh self-attending block (the prompt) becomes the dense prefix
+    (:attr:`ForwardPlan.dense_queries`); the shifted-attention metadata then covers the other groups.
+    """
+    dense = groups[0] if groups and is_dense_prefix(groups[0]) else None
+    rest = groups[1:] if dense is not None else groups
+    if dense is not None:
+        n = len(dense.token_ids)
+        assert dense.slots is not None
+        ids = np.asarray(dense.token_ids, dtype=np.int64)
+        positions = np.arange(n, dtype=np.int64)
+        slots = np.asarray(dense.slots, dtype=np.int64)
+        if not rest:
+            return ForwardPlan(
+                input_ids=torch.from_numpy(ids)[None].to(device),
+                position_ids=torch.from_numpy(positions)[None].to(device),
+                slot_mapping=torch.from_numpy(slots).to(device),
+                meta=None,
+                last_token_index=torch.tensor([n - 1], dtype=torch.long, device=device),
+                dense_queries=n,
+            )
+    plan = _shifted_plan(store, rest, device)
+    if dense is None:
+        return plan
+    n = len(dense.token_ids)
+    return ForwardPlan(
+        input_ids=torch.cat([torch.from_numpy(ids)[None].to(device), plan.input_ids], dim=1),
+        position_ids=torch.cat([torch.from_numpy(positions)[None].to(device), plan.position_ids], dim=1),
+        slot_mapping=torch.cat([torch.from_numpy(slots).to(device), plan.slot_mapping]),
+        meta=plan.meta,
+        last_token_index=torch.cat([torch.tensor([n - 1], device=device), plan.last_token_index + n]),
+        dense_queries=n,
+    )
+
+
+def _shifted_plan(store: PagedKVStore, groups: list[WriteGroup], device: torch.device) -> ForwardPlan:
     host = build_host_plan(store, groups)
     num_groups = len(groups)
     counts = np.diff(host.group_start)

@@ -103,6 +103,19 @@ class PagedKVStore:
         block.written_at.extend([forward] * len(token_ids))
         return slots
 
+    def unreserve(self, block: Block, n_tokens: int) -> None:
+        """Take back the last ``n_tokens`` reserved in ``block`` (never written), and pages they took.
+
+        Pages go back to the pool in the reverse order :meth:`reserve` took them, so the pool is exactly
+        as before the reservation.
+        """
+        if n_tokens:
+            del block.token_ids[-n_tokens:]
+            del block.written_at[-n_tokens:]
+        keep = -(-block.length // self.page_size)
+        while len(block.pages) > keep:
+            self._free.append(block.pages.pop())
+
     def release(self, block_id: int) -> None:
         """Return a block's pages to the pool and forget the block."""
         block = self.blocks.pop(block_id)

@@ -123,6 +123,7 @@ class HogwildEngine:
             tensor_parallel_graphs=self.config.tensor_parallel_graphs,
             trust_model_support=self.config.trust_model_support,
             parallel=parallel,
+            fused_ops=self.config.fused_ops,
         )
         self.resources = RunResources(
             tokenizer=tokenizer,
@@ -134,7 +135,7 @@ class HogwildEngine:
         )
         self._lock = threading.RLock()
         self._kept = KeptRuns(self.config.keep_runs)  # runs suspended in tool_mode="return"
-        self.scheduler = Scheduler(self.runner)
+        self.scheduler = Scheduler(self.runner, overlap=self.config.overlap_host_work)
         self._closed = False
 
     @property

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..cache.store import PagedKVStore
@@ -76,6 +77,16 @@ class RunResources:
         special = set(self.tokenizer.all_special_ids)
         return tuple(i for i, t in enumerate(vocab) if t and "#" in t and i not in special)
 
+    @functools.cached_property
+    def quiet_tokens(self) -> np.ndarray:
+        """``[V] bool``: tokens whose text can change no decision of the step rules (see ``engine.pipeline``).
+
+        Quiet means no newline (a step can end only at a blank line), no character that may open a tool
+        call or a fence (``{ [ ` <``), not a special token, not end-of-sequence. Built once per tokenizer.
+        """
+        with self._lock:
+            return _quiet_tokens(self.tokenizer, self.vocab_size, self.eos_ids)
+
     def ban_set(self, name: str, ids: tuple[int, ...]) -> BanSet:
         """The :class:`BanSet` of ``ids`` (built once per distinct set, then shared by runs)."""
         return _ban_set(self.vocab_size, name, ids)
@@ -83,6 +94,24 @@ class RunResources:
     def executor_started(self) -> bool:
         """Whether a run has started the tool executor (so closing the engine must stop it)."""
         return "executor" in self.__dict__
+
+
+_QUIET: dict[int, tuple[Any, np.ndarray]] = {}
+_LOUD_CHARACTERS = frozenset("\n{[`<")
+
+
+def _quiet_tokens(tokenizer: Any, vocab_size: int, eos_ids: frozenset[int]) -> np.ndarray:
+    cached = _QUIET.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer and len(cached[1]) == vocab_size:
+        return cached[1]
+    quiet = np.zeros(vocab_size, dtype=np.bool_)
+    known = min(len(tokenizer), vocab_size)
+    texts = tokenizer.batch_decode([[i] for i in range(known)], skip_special_tokens=False)
+    special = set(tokenizer.all_special_ids) | set(eos_ids)
+    for i, text in enumerate(texts):
+        quiet[i] = i not in special and not _LOUD_CHARACTERS.intersection(text)
+    _QUIET[id(tokenizer)] = (tokenizer, quiet)
+    return quiet
 
 
 @functools.lru_cache(maxsize=64)

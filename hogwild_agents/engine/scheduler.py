@@ -27,8 +27,9 @@ from typing import Any
 from ..api.errors import ContextOverflowError
 from ..api.events import Event
 from ..cache.store import PagePoolExhausted
-from ..runner.runner import ModelRunner, SampledTokens
+from ..runner.runner import ModelRunner, PendingForward, SampledTokens
 from ..runner.sampling import SampleRequest
+from .pipeline import Continuation
 from .protocol import Phase, Plan, Wait
 from .run import apply, close, plan, reserve_failed
 from .state import RunState
@@ -53,9 +54,12 @@ class RunHandle:
 class Scheduler:
     """Steps every active run on one daemon thread; their forwards become one batched forward per step."""
 
-    def __init__(self, runner: ModelRunner) -> None:
+    def __init__(self, runner: ModelRunner, overlap: bool = True) -> None:
         _LIVE.add(self)
         self.runner = runner
+        self.overlap = overlap  # plan the next decode step while the GPU runs this one (engine.pipeline)
+        self._inflight: tuple[list[tuple[RunHandle, Plan]], PendingForward] | None = None
+        self.overlapped_steps = 0
         self._cv = threading.Condition()
         self._handles: list[RunHandle] = []
         self._thread: threading.Thread | None = None
@@ -89,7 +93,7 @@ class Scheduler:
                 if isinstance(item, BaseException):
                     done = True
                     raise item
-                yield item
+                yield from item  # one step's events arrive together: one wake-up of the caller per step
         finally:
             if not done:
                 self.cancel(handle)
@@ -131,14 +135,52 @@ class Scheduler:
                     self._fail(handle, e)
 
     def step(self, handles: list[RunHandle]) -> None:
-        """One engine step over ``handles``: schedule, forward, postprocess."""
-        batch = self.schedule(handles)
-        if not batch:
-            self._sleep_on_tools()
+        """One engine step over ``handles``: schedule, forward, postprocess.
+
+        When the step in flight was guessed during the previous one (see :mod:`.pipeline`), scheduling
+        is already done; and while the GPU runs this step, the next one is guessed and prepared. If the
+        tokens confirm the guess, the next forward is launched before this step's postprocess runs.
+        """
+        if self._inflight is not None:
+            batch, pending = self._inflight
+            self._inflight = None
+        else:
+            batch = self.schedule(handles)
+            if not batch:
+                self._sleep_on_tools()
+                return
+            pending = self.forward(batch)
+        guess = Continuation.guess([h.run for h, _ in batch], self.runner) if self.overlap else None
+        try:
+            sampled = self._split(batch, pending.result())
+        except BaseException as e:  # e.g. out of memory: every run of this forward gets the error
+            if guess is not None:
+                guess.undo()
+            for handle, _ in batch:
+                self._fail(handle, e)
             return
-        sampled = self.forward(batch)
-        self.postprocess(batch, sampled)
         self.steps += 1
+        if guess is not None and guess.holds(sampled, self._unchanged(batch)):
+            self._inflight = (
+                [(h, g.plan) for (h, _), g in zip(batch, guess.guesses, strict=True)],
+                guess.launch(sampled),
+            )
+            self.postprocess(batch, sampled)  # runs while the GPU computes the next step
+            live = [g for (h, _), g in zip(batch, guess.guesses, strict=True) if not h.finished.is_set()]
+            guess.guesses = live
+            guess.adopt()
+            self.overlapped_steps += 1
+            return
+        if guess is not None:
+            guess.undo()
+        self.postprocess(batch, sampled)
+
+    def _unchanged(self, batch: list[tuple[RunHandle, Plan]]) -> bool:
+        """Whether the batch's runs are exactly the active ones and none was cancelled."""
+        with self._cv:
+            return {id(h) for h, _ in batch} == {id(h) for h in self._handles} and not any(
+                h.cancelled for h in self._handles
+            )
 
     def schedule(self, handles: list[RunHandle]) -> list[tuple[RunHandle, Plan]]:
         """Every active run's part of the next forward, pages reserved; ends runs that are over."""
@@ -181,28 +223,26 @@ class Scheduler:
             run.written += sum(len(g.token_ids) for g in step.groups)
             return step
 
-    def forward(self, batch: list[tuple[RunHandle, Plan]]) -> list[SampledTokens]:
-        """One forward for every plan of ``batch``; each plan's sampled tokens, in order."""
+    def forward(self, batch: list[tuple[RunHandle, Plan]]) -> PendingForward:
+        """Launch one forward for every plan of ``batch`` (its sampled ids are read by ``result()``)."""
         groups = []
         samples: list[SampleRequest] = []
-        counts = []
         for _, step in batch:
             offset = len(groups)
             groups.extend(step.groups)
             samples.extend(
                 s if not offset else dataclasses.replace(s, group=s.group + offset) for s in step.samples
             )
-            counts.append(len(step.samples))
-        try:
-            out = self.runner.forward_sample(groups, samples)
-        except BaseException as e:  # e.g. out of memory: every run of this forward gets the error
-            for handle, _ in batch:
-                self._fail(handle, e)
-            return []
         if len(batch) > 1:
             self.batched_forwards += 1
+        return self.runner.launch(groups, samples)
+
+    @staticmethod
+    def _split(batch: list[tuple[RunHandle, Plan]], out: SampledTokens) -> list[SampledTokens]:
+        """Each plan's share of a batched forward's sampled tokens, in batch order."""
         parts, start = [], 0
-        for n in counts:
+        for _, step in batch:
+            n = len(step.samples)
             masks = {i - start: m for i, m in out.grammar_masks.items() if start <= i < start + n}
             parts.append(SampledTokens(out.ids[start : start + n], masks))
             start += n
@@ -210,7 +250,9 @@ class Scheduler:
 
     def postprocess(self, batch: list[tuple[RunHandle, Plan]], sampled: list[SampledTokens]) -> None:
         """Apply each run's sampled tokens; deliver its events; end the runs that finished or paused."""
-        for (handle, _), tokens in zip(batch, sampled, strict=False):
+        for (handle, _), tokens in zip(batch, sampled, strict=True):
+            if handle.finished.is_set():  # failed or cancelled while its forward was in flight
+                continue
             try:
                 apply(handle.run, tokens.ids, tokens.grammar_masks, self.runner.vocab_size)
             except BaseException as e:
@@ -235,9 +277,9 @@ class Scheduler:
     @staticmethod
     def _deliver(handle: RunHandle) -> None:
         run = handle.run
-        for event in run.outbox:
-            handle.events.put(event)
-        run.outbox.clear()
+        if run.outbox:
+            handle.events.put(run.outbox)
+            run.outbox = []
 
     def _fail(self, handle: RunHandle, error: BaseException) -> None:
         handle.events.put(error)

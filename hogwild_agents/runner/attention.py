@@ -100,15 +100,33 @@ def _hogwild_attention(
     layer = module.layer_idx
     q = query[0].transpose(0, 1)  # [T, Hq, D]
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
-    out = shifted_attention_with_paged_kv(
-        q,
-        ctx.store.key_pages[layer],
-        ctx.store.value_pages[layer],
-        ctx.plan.meta,
-        ctx.inv_freq,
-        scale,
-        backend=ctx.backend,  # type: ignore[arg-type]
-    )
+    dense = ctx.plan.dense_queries
+    parts = []
+    if dense:
+        # A fresh self-attending block (the prompt): ordinary causal attention over its own new keys,
+        # which sit at block-local positions 0..n-1 exactly as stored, so SDPA's fused kernels serve it.
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, :dense],
+            key[:, :, :dense],
+            value[:, :, :dense],
+            is_causal=True,
+            scale=scale,
+            enable_gqa=query.shape[1] != key.shape[1],
+        )  # [1, Hq, n, D]
+        parts.append(out[0].transpose(0, 1))
+    if ctx.plan.meta is not None:
+        parts.append(
+            shifted_attention_with_paged_kv(
+                q[dense:],
+                ctx.store.key_pages[layer],
+                ctx.store.value_pages[layer],
+                ctx.plan.meta,
+                ctx.inv_freq,
+                scale,
+                backend=ctx.backend,  # type: ignore[arg-type]
+            )
+        )
+    out = parts[0] if len(parts) == 1 else torch.cat(parts)
     return out.unsqueeze(0), None
 
 

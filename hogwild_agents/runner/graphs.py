@@ -35,7 +35,7 @@ from ..cache.store import PagedKVStore
 from .attention import ForwardContext, HogwildCacheAdapter, forward_context
 from .sampling import SampleRequest, apply_row_masks, bitmask_words, fill_row_masks, sample_rows
 
-__all__ = ["GraphDecoder"]
+__all__ = ["GraphDecoder", "PendingStep", "PreparedStep"]
 
 MIN_ENTRIES = 16  # smallest entry bucket (a bucket per power of two above it)
 
@@ -135,8 +135,12 @@ class _CapturedStep:
         self.tokens: torch.Tensor | None = None  # [G] int64 greedy picks, written by the graph
         self.sampled: torch.Tensor | None = None  # [G] int64 picks after masks and sampling
 
-    def fill_samples(self, requests: list[SampleRequest]) -> bool:
-        """Write the rows' sampling fields (and masks) into the pinned buffers; True if a row is masked."""
+    def fill_samples(self, requests: list[SampleRequest]) -> tuple[bool, list[int]]:
+        """Write the rows' sampling fields (and masks) into the pinned buffers.
+
+        Returns:
+            Whether any row is masked, and which requests' grammars masked something.
+        """
         h, f, g = self.host_views, self.host_float_views, self.layout.groups
         h["top_k"][:] = 0
         h["stream"][:] = 0
@@ -153,13 +157,12 @@ class _CapturedStep:
             h["stream"][row] = np.int64(r.stream).astype(np.uint32).view(np.int32)
             h["counter"][row] = np.int64(r.counter & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
         masked = np.zeros(g, dtype=np.bool_)
-        self.grammar_rows: list[int] = []
+        grammar: list[int] = []
         if any(r.constraint is not None or (r.ban is not None and r.ban.ids) for r in requests):
             mask_rows, grammar = fill_row_masks(requests, self.host_bitmask, rows=rows)
             masked[rows] = mask_rows
-            self.grammar_rows = grammar
         h["masked"][:] = masked
-        return bool(masked.any())
+        return bool(masked.any()), grammar
 
     def fill(self, plan: HostPlan | None, scratch_slot: int) -> None:
         """Write ``plan`` (or an all-padding step when ``None``) into the pinned host buffer."""
@@ -184,6 +187,34 @@ class _CapturedStep:
             h["page_len"][:e] = plan.page_len
             h["entry_pos"][:n, :e] = plan.entry_pos
             h["entry_shift"][:n, :e] = plan.entry_shift
+
+
+@dataclass(slots=True)
+class PreparedStep:
+    """A decode step planned into its bucket's pinned buffers, not yet sent to the device."""
+
+    step: _CapturedStep
+    groups: int
+    requests: list[SampleRequest]
+    masked: bool
+    masks: dict[int, np.ndarray]  # request index -> allowed bits, where its grammar masked
+
+
+@dataclass(slots=True)
+class PendingStep:
+    """A replayed decode step whose sampled ids have not been read yet."""
+
+    decoder: GraphDecoder
+    prepared: PreparedStep
+
+    def result(self) -> tuple[list[int], dict[int, np.ndarray]]:
+        """The sampled ids (request order; the one device-to-host sync) and the grammar masks used."""
+        t0 = time.perf_counter()
+        step, requests = self.prepared.step, self.prepared.requests
+        assert step.sampled is not None
+        ids = step.sampled[: self.prepared.groups].tolist()
+        self.decoder.wait_seconds += time.perf_counter() - t0
+        return [ids[r.group] for r in requests], self.prepared.masks
 
 
 class GraphDecoder:
@@ -222,6 +253,9 @@ class GraphDecoder:
         self.shift_cos_sin = shift_cos_sin
         self.scratch_slot = scratch_page * self.store.page_size
         self.capture_seconds = 0.0
+        self.host_seconds = 0.0  # planning and filling the pinned buffers (benchmarks read these)
+        self.wait_seconds = 0.0  # waiting for the sampled ids
+        self.replays = 0
         self._steps: dict[tuple[int, int, bool], _CapturedStep] = {}
         self._pool = torch.cuda.graph_pool_handle()
         self._cache = HogwildCacheAdapter()
@@ -248,12 +282,7 @@ class GraphDecoder:
         Returns:
             The sampled ids (request order) and, per request whose grammar masked, its allowed bits.
         """
-        sampling = not all(r.takes_argmax for r in requests)
-        step = self._prepare(groups, requests, sampling)
-        assert step.sampled is not None
-        ids = step.sampled[: len(groups)].tolist()
-        masks = {i: step.host_bitmask[requests[i].group].numpy().copy() for i in step.grammar_rows}
-        return [ids[r.group] for r in requests], masks
+        return self.launch(self.prepare(groups, requests)).result()
 
     def forward_greedy(self, groups: list[WriteGroup]) -> list[int]:
         """Replay the decode step and return each group's argmax token (one device-to-host copy)."""
@@ -261,23 +290,43 @@ class GraphDecoder:
         assert step.tokens is not None
         return step.tokens[: len(groups)].tolist()
 
-    def _prepare(
-        self, groups: list[WriteGroup], requests: list[SampleRequest] | None = None, sampling: bool = False
-    ) -> _CapturedStep:
+    def prepare(self, groups: list[WriteGroup], requests: list[SampleRequest]) -> PreparedStep:
+        """Plan a decode step into its bucket's pinned buffers, without sending or replaying it yet.
+
+        The groups' fed tokens may be placeholders: :meth:`launch` can overwrite them (the scheduler
+        prepares the next step while the GPU still runs the current one, see ``engine.pipeline``).
+        """
+        t0 = time.perf_counter()
+        sampling = not all(r.takes_argmax for r in requests)
         plan = build_host_plan(self.store, groups)
         key = (_bucket(len(groups)), _bucket(plan.num_entries, MIN_ENTRIES), sampling)
         step = self._steps.get(key) or self._capture(*key)
         step.copied.synchronize()  # the previous step's copy out of the pinned buffers is done
         step.fill(plan, self.scratch_slot)
-        masked = step.fill_samples(requests or [])
+        masked, grammar = step.fill_samples(requests)
+        masks = {i: step.host_bitmask[requests[i].group].numpy().copy() for i in grammar}
+        self.host_seconds += time.perf_counter() - t0
+        return PreparedStep(step, len(groups), list(requests), masked, masks)
+
+    def launch(self, prepared: PreparedStep, tokens: list[int] | None = None) -> PendingStep:
+        """Send the prepared step (with ``tokens`` as the groups' fed tokens, if given) and replay it."""
+        step = prepared.step
+        if tokens is not None:
+            step.host_views["tokens"][: len(tokens)] = tokens
         step.device_flat.copy_(step.host, non_blocking=True)
         step.device_floats.copy_(step.host_floats, non_blocking=True)
-        if masked:  # the bitmask only matters for masked rows: copy it only when there are some
+        if prepared.masked:  # the bitmask only matters for masked rows: copy it only when there are some
             step.device_bitmask.copy_(step.host_bitmask, non_blocking=True)
         step.copied.record()
         assert step.graph is not None
         step.graph.replay()
-        return step
+        self.replays += 1
+        return PendingStep(self, prepared)
+
+    def _prepare(self, groups: list[WriteGroup]) -> _CapturedStep:
+        prepared = self.prepare(groups, [])
+        self.launch(prepared)
+        return prepared.step
 
     def _body(self, step: _CapturedStep) -> None:
         """Run the captured work: widen ids, build the shift table, run the model, take logits and argmax."""

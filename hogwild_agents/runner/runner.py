@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,11 +18,12 @@ from ..cache.plan import ForwardPlan, WriteGroup, plan_forward
 from ..cache.store import PagedKVStore, PagePoolExhausted
 from .attention import ATTENTION_NAME, ForwardContext, HogwildCacheAdapter, forward_context
 from .distributed import SINGLE_PROCESS, ParallelContext
+from .fused import FusedOps, apply_fused_ops
 from .graphs import GraphDecoder
 from .sampling import Sampler, SampleRequest
 from .support import ModelGeometry, inspect_model
 
-__all__ = ["ModelRunner", "SampledTokens"]
+__all__ = ["ModelRunner", "PendingForward", "PreparedForward", "SampledTokens"]
 
 
 @dataclass(slots=True)
@@ -34,6 +37,53 @@ class SampledTokens:
 
     ids: list[int]
     grammar_masks: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+class PreparedForward:
+    """A forward planned by :meth:`ModelRunner.prepare`; :meth:`launch` starts it."""
+
+    __slots__ = ("_prepared", "groups", "runner", "samples")
+
+    def __init__(
+        self, runner: ModelRunner, groups: list[WriteGroup], samples: list[SampleRequest], prepared: Any
+    ) -> None:
+        self.runner = runner
+        self.groups = groups
+        self.samples = samples
+        self._prepared = prepared  # the graph step's pinned buffers, or None for an eager forward
+
+    def launch(self, tokens: list[int] | None) -> PendingForward:
+        """Start the forward; ``tokens`` (one per group) replace the groups' placeholder fed tokens."""
+        if tokens is not None:
+            for group, token in zip(self.groups, tokens, strict=True):
+                group.token_ids[0] = token
+        runner = self.runner
+        if self._prepared is not None and runner.graphs is not None:
+            return PendingForward(runner, runner.graphs.launch(self._prepared, tokens), bool(self.samples))
+        with torch.no_grad():
+            return PendingForward(runner, runner._eager(self.groups, self.samples), bool(self.samples))
+
+
+class PendingForward:
+    """A forward in flight; :meth:`result` waits for its sampled ids (under TP: rank 0's, broadcast)."""
+
+    __slots__ = ("_pending", "_sampled", "runner")
+
+    def __init__(self, runner: ModelRunner, pending: Any, sampled: bool) -> None:
+        self.runner = runner
+        self._pending = pending
+        self._sampled = sampled
+
+    def result(self) -> SampledTokens:
+        """The sampled tokens (one device-to-host copy for a graph step)."""
+        if isinstance(self._pending, SampledTokens):
+            out = self._pending
+        else:
+            ids, masks = self._pending.result()
+            out = SampledTokens(ids, masks)
+        if not self._sampled:
+            return SampledTokens([], out.grammar_masks)
+        return SampledTokens(self.runner.parallel.broadcast_tokens(out.ids), out.grammar_masks)
 
 
 def _local_geometry(geometry: ModelGeometry, parallel: ParallelContext) -> ModelGeometry:
@@ -66,6 +116,7 @@ class ModelRunner:
         cuda_graphs: bool = True,
         tensor_parallel_graphs: bool = False,
         parallel: ParallelContext = SINGLE_PROCESS,
+        fused_ops: FusedOps = "none",
     ) -> None:
         """Prepare ``model`` for the engine and allocate the shared store (once, for the runner's life).
 
@@ -80,6 +131,7 @@ class ModelRunner:
                 the graph; every rank replays the same bucket in lockstep).
             parallel: the tensor-parallel group ``model`` is sharded over (its tensor-parallel plan applied):
                 the store then holds this rank's share of the KV heads.
+            fused_ops: fused decoder ops to apply (see :mod:`.fused`); what was applied is ``self.fused_ops``.
 
         Raises:
             UnsupportedModelError: the model cannot be served, or its KV heads do not split evenly.
@@ -91,6 +143,9 @@ class ModelRunner:
         self.dtype = next(model.parameters()).dtype
         model.set_attn_implementation(ATTENTION_NAME)
         model.eval()
+        self.fused_ops = apply_fused_ops(
+            model, fused_ops, self.device, resolve_backend(attention_backend, self.device)
+        )
         use_graphs = (
             cuda_graphs
             and (tensor_parallel_graphs or not parallel.enabled)
@@ -114,6 +169,8 @@ class ModelRunner:
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.sampler = Sampler(self.vocab_size)
+        self.eager_forwards = 0  # forwards that ran eagerly, and their wall time (benchmarks read these)
+        self.eager_seconds = 0.0
         self.graphs: GraphDecoder | None = None
         if use_graphs:
             self.graphs = GraphDecoder(self, scratch_page=self.store.take_scratch_page(), shift_cos_sin=True)
@@ -159,31 +216,49 @@ class ModelRunner:
         if self.graphs is not None and self.graphs.accepts(groups, all_logits):
             return self.graphs.forward(groups)
         plan = plan_forward(self.store, groups, self.device)
-        if self._kernel_backend == "triton":  # cos/sin of the shifts once per forward, for every layer
+        if self._kernel_backend == "triton" and plan.meta is not None:  # shifts' cos/sin once per forward
             plan.meta = with_shift_table(plan.meta, self.geometry.inv_freq)
         return self.run_plan(plan, all_logits)
 
-    @torch.no_grad()
     def forward_sample(self, groups: list[WriteGroup], samples: list[SampleRequest]) -> SampledTokens:
-        """Run one forward of reserved ``groups`` and sample the requested rows (one host sync: the ids).
+        """Run one forward of reserved ``groups`` and sample the requested rows (one host sync: the ids)."""
+        return self.launch(groups, samples).result()
 
-        A decode step (every group feeds one token) replays its CUDA graph, sampling included; other
-        forwards run eagerly and compute logits only at the sampled groups' last positions.
+    def prepare(self, groups: list[WriteGroup], samples: list[SampleRequest]) -> PreparedForward:
+        """Plan a forward of reserved ``groups`` whose single fed tokens may still be placeholders.
+
+        A decode step that a CUDA graph serves is planned into its pinned buffers now (while the GPU may
+        still run the previous step); :meth:`PreparedForward.launch` then only writes the tokens, copies
+        and replays. Other forwards are planned when launched.
         """
-        if self.graphs is not None and self.graphs.accepts(groups, all_logits=False):
-            ids, masks = self.graphs.forward_sample(groups, samples)
-        else:
-            plan = plan_forward(self.store, groups, self.device)
-            if self._kernel_backend == "triton":
-                plan.meta = with_shift_table(plan.meta, self.geometry.inv_freq)
-            sampled = sorted({s.group for s in samples}) or [0]
-            row_of = {g: i for i, g in enumerate(sampled)}
-            keep = plan.last_token_index[torch.tensor(sampled, device=plan.last_token_index.device)]
-            logits = self.run_plan(plan, keep=keep)
-            rows = logits[[row_of[s.group] for s in samples]] if samples else logits[:0]
-            ids = self.sampler.sample(rows, samples)
-            masks = self.sampler.last_grammar_masks
-        return SampledTokens(self.parallel.broadcast_tokens(ids) if samples else [], masks)
+        graphed = self.graphs is not None and self.graphs.accepts(groups, all_logits=False)
+        prepared = self.graphs.prepare(groups, samples) if graphed and self.graphs is not None else None
+        return PreparedForward(self, groups, samples, prepared)
+
+    def launch(self, groups: list[WriteGroup], samples: list[SampleRequest]) -> PendingForward:
+        """Start one forward of reserved ``groups`` (tokens final); its ids are read by ``result()``.
+
+        A decode step (every group feeds one token) replays its CUDA graph, sampling included, and
+        returns at once; other forwards run eagerly and compute logits only at the sampled groups' last
+        positions.
+        """
+        return self.prepare(groups, samples).launch(None)
+
+    @torch.no_grad()
+    def _eager(self, groups: list[WriteGroup], samples: list[SampleRequest]) -> SampledTokens:
+        t0 = time.perf_counter()
+        plan = plan_forward(self.store, groups, self.device)
+        if self._kernel_backend == "triton" and plan.meta is not None:  # shifts' cos/sin once per forward
+            plan.meta = with_shift_table(plan.meta, self.geometry.inv_freq)
+        sampled = sorted({s.group for s in samples}) or [0]
+        row_of = {g: i for i, g in enumerate(sampled)}
+        keep = plan.last_token_index[torch.tensor(sampled, device=plan.last_token_index.device)]
+        logits = self.run_plan(plan, keep=keep)
+        rows = logits[[row_of[s.group] for s in samples]] if samples else logits[:0]
+        ids = self.sampler.sample(rows, samples)
+        self.eager_forwards += 1
+        self.eager_seconds += time.perf_counter() - t0
+        return SampledTokens(ids, self.sampler.last_grammar_masks)
 
     def run_plan(
         self, plan: ForwardPlan, all_logits: bool = False, keep: torch.Tensor | None = None

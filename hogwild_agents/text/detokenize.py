@@ -27,7 +27,17 @@ class TextStream:
 
     """
 
-    __slots__ = ("_backend", "_decoder", "_ids", "_joined", "_new", "_prefix", "_read", "_tokenizer")
+    __slots__ = (
+        "_backend",
+        "_decoder",
+        "_ids",
+        "_joined",
+        "_new",
+        "_prefix",
+        "_read",
+        "_tokenizer",
+        "holding",
+    )
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
@@ -43,6 +53,7 @@ class TextStream:
         self._new: list[str] = []
         self._ids: list[int] = []
         self._prefix = self._read = 0
+        self.holding = False  # the last token's bytes do not complete a character yet
         if self._backend is not None:
             from tokenizers.decoders import DecodeStream
 
@@ -50,10 +61,10 @@ class TextStream:
 
     def add(self, token_ids: list[int] | tuple[int, ...]) -> str:
         """Append ``token_ids``; return the text they complete (possibly empty)."""
-        if self._backend is not None:
-            pieces = [p for t in token_ids if (p := self._decoder.step(self._backend, int(t)))]
-        else:
-            pieces = [p for t in token_ids if (p := self._step_window(int(t)))]
+        step = self._step_stream if self._backend is not None else self._step_window
+        pieces = [step(int(t)) for t in token_ids]
+        if pieces:
+            self.holding = not pieces[-1]
         delta = "".join(pieces)
         if delta:
             self._new.append(delta)
@@ -66,6 +77,9 @@ class TextStream:
             self._joined += "".join(self._new)
             self._new = []
         return self._joined
+
+    def _step_stream(self, token: int) -> str:
+        return self._decoder.step(self._backend, token) or ""
 
     def _step_window(self, token: int) -> str:
         """Decode the window since the last emitted token; emit what it adds once it is complete."""

@@ -182,3 +182,29 @@ def test_engine_on_cuda_with_graphs_gives_the_recorded_greedy_run(qwen_tokenizer
     for phase in recorded:
         for key in ("forwards", "blocks", "answer", "workers", "tool_events", "tool_calls"):
             assert got[phase][key] == recorded[phase][key], f"{name}/{phase}: {key}"
+
+
+def test_liger_fused_ops_match_the_plain_modules():
+    """fused_ops='liger' (RMSNorm, RoPE, SwiGLU from Liger-Kernel, in the graphs) stays within bf16 rounding
+    of the plain modules, step after step, and leaves CPU models of the family alone."""
+    import copy
+    import importlib.util
+
+    if importlib.util.find_spec("liger_kernel") is None:
+        pytest.skip("liger-kernel is not installed (the [fast] extra)")
+    model = tiny_model("qwen2").to(device="cuda", dtype=torch.bfloat16)
+    fused_model = copy.deepcopy(model)
+    plain = ModelRunner(model, page_size=4, max_cache_tokens=2048, fused_ops="none")
+    fused = ModelRunner(fused_model, page_size=4, max_cache_tokens=2048, fused_ops="liger")
+    assert (plain.fused_ops, fused.fused_ops) == ("none", "liger")
+    a, b = Driver(fused, 3, seed=1), Driver(plain, 3, seed=1)
+    a.run()
+    b.run()
+    pairs = list(zip(a.decode_logits, b.decode_logits, strict=True))
+    worst = max(((x - y).abs().max() / y.abs().max()).item() for x, y in pairs)
+    agree = sum(torch.equal(x.argmax(-1), y.argmax(-1)) for x, y in pairs) / len(pairs)
+    print(f"liger vs plain, bf16: max relative logit diff {worst:.2e}, argmax agreement {agree:.0%}")
+    assert worst <= 5e-2 and agree >= 0.9
+    cpu = tiny_model("qwen2")  # the family's RoPE is routed to Liger for CUDA tensors only
+    ids = torch.arange(1, 9)[None]
+    assert torch.isfinite(cpu(ids).logits).all()

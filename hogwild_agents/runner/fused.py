@@ -1,0 +1,87 @@
+"""Fused decoder ops from a maintained library (Liger-Kernel), inside the captured decode step.
+
+A decode step of a 7B model at W=1 is mostly small un-fused ops per layer (RMSNorm's five kernels, RoPE's
+half-rotations, SiLU·mul), not the weights' matrix-vector products. Liger-Kernel ships Triton kernels for
+RMSNorm, RoPE and SwiGLU; this module puts them into *this model instance* (its norm and MLP modules) and
+routes the family's RoPE function to Liger's kernel for CUDA tensors only, so other models in the
+process, and every CPU model, keep the plain code. Our attention stays ours.
+
+``fused_ops="auto"`` applies them on CUDA with the Triton backend when the package is installed and the
+family is one of :data:`LIGER_FAMILIES`; ``"none"`` keeps the plain modules (the reference the tests
+compare against); ``"liger"`` insists and says why when it cannot. RMSNorm is computed in float32, as in
+the originals.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any, Literal
+
+import torch
+
+from ..api.errors import UnsupportedModelError
+
+__all__ = ["LIGER_FAMILIES", "FusedOps", "apply_fused_ops"]
+
+FusedOps = Literal["auto", "none", "liger"]
+LIGER_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+"""Dense families whose RMSNorm, SwiGLU MLP and rotate-half RoPE Liger's kernels reproduce."""
+
+
+def _why_not(model: torch.nn.Module, device: torch.device, backend: str) -> str | None:
+    family = str(getattr(model.config, "model_type", "?"))
+    if device.type != "cuda" or backend != "triton":
+        return "needs a CUDA device with the Triton backend"
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "needs the liger-kernel package (pip install 'hogwild-agents[fast]')"
+    if family not in LIGER_FAMILIES:
+        return f"has no kernels for the {family!r} family (supported: {', '.join(sorted(LIGER_FAMILIES))})"
+    if getattr(model.config, "hidden_act", "silu") not in ("silu", "swish"):
+        return f"fuses SiLU MLPs only, and this model uses {model.config.hidden_act!r}"
+    return None
+
+
+def apply_fused_ops(model: torch.nn.Module, choice: FusedOps, device: torch.device, backend: str) -> str:
+    """Apply the chosen fused ops to ``model``; return what was applied (``"liger"`` or ``"none"``).
+
+    Raises:
+        UnsupportedModelError: ``choice="liger"`` where Liger's kernels cannot be used (the message says why).
+    """
+    if choice == "none":
+        return "none"
+    why = _why_not(model, device, backend)
+    if why is not None:
+        if choice == "liger":
+            raise UnsupportedModelError(f"fused_ops='liger' {why}; use fused_ops='none' or 'auto'")
+        return "none"
+    from liger_kernel.transformers.monkey_patch import _patch_rms_norm_module, _patch_swiglu_module
+    from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+
+    for module in model.modules():
+        name = type(module).__name__
+        if name.endswith("RMSNorm"):
+            _patch_rms_norm_module(module, eps=getattr(module, "variance_epsilon", 1e-6))
+        elif name.endswith("MLP") and all(hasattr(module, p) for p in ("gate_proj", "up_proj", "down_proj")):
+            _patch_swiglu_module(module, LigerSwiGLUMLP)
+    _route_rope_to_liger(type(model).__module__)
+    return "liger"
+
+
+def _route_rope_to_liger(module_name: str) -> None:
+    """Make the family's ``apply_rotary_pos_emb`` use Liger's kernel for CUDA tensors (idempotent)."""
+    modeling: Any = importlib.import_module(module_name)
+    original = modeling.apply_rotary_pos_emb
+    if getattr(original, "_hogwild_liger", False):
+        return
+    from liger_kernel.transformers.rope import liger_rotary_pos_emb
+
+    def apply_rotary_pos_emb(
+        q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *args: Any, **kwargs: Any
+    ):  # noqa: E501
+        if q.is_cuda and not args and not kwargs:
+            return liger_rotary_pos_emb(q, k, cos, sin)
+        return original(q, k, cos, sin, *args, **kwargs)
+
+    apply_rotary_pos_emb._hogwild_liger = True  # type: ignore[attr-defined]
+    modeling.apply_rotary_pos_emb = apply_rotary_pos_emb
