@@ -204,7 +204,9 @@ def _engine_rows(model, name, args, log, fused: str) -> list[dict]:
             via_runner = time_steps(cell.step_logits, max(10, args.steps // 2))
             # GPU time of the replay alone, and the host planning alone
             step = next(
-                s for k, s in runner.graphs._steps.items() if k[0] == max(1, 1 << (workers - 1).bit_length())
+                s
+                for k, s in runner.graphs._steps.items()
+                if k[0] == k[1] == max(1, 1 << (workers - 1).bit_length())
             )
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             gpu = []

@@ -74,7 +74,7 @@ def bare_replay_ms(engine: HogwildEngine, workers: int) -> float:
     graphs = engine.runner.graphs
     assert graphs is not None
     bucket = max(1, 1 << (workers - 1).bit_length())
-    key = max((k for k in graphs._steps if k[0] == bucket and not k[2]), key=lambda k: k[1])
+    key = max((k for k in graphs._steps if k[0] == k[1] == bucket and not k[3]), key=lambda k: k[2])
     graph = graphs._steps[key].graph
     assert graph is not None
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

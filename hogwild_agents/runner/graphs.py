@@ -38,6 +38,7 @@ from .sampling import SampleRequest, apply_row_masks, bitmask_words, fill_row_ma
 __all__ = ["GraphDecoder", "PendingStep", "PreparedStep"]
 
 MIN_ENTRIES = 16  # smallest entry bucket (a bucket per power of two above it)
+MAX_TOKENS = 64  # most tokens a captured step feeds: decode steps plus short chunks (headers, results)
 
 
 def _bucket(n: int, floor: int = 1) -> int:
@@ -46,40 +47,52 @@ def _bucket(n: int, floor: int = 1) -> int:
 
 @dataclass(slots=True)
 class _Layout:
-    """Offsets of the fields inside the packed int32 step buffer of one bucket."""
+    """Offsets of the fields inside the packed int32 step buffer of one ``(groups, tokens, entries)`` bucket.
+
+    Group rows are ``groups + 1``: the last row is the padding group, which sees nothing and owns every
+    padding token (they write their K/V to the scratch page).
+    """
 
     groups: int
+    tokens: int
     entries: int
 
-    @property
-    def size(self) -> int:
-        return 8 * self.groups + 1 + 2 * self.entries + 2 * self.groups * self.entries
-
-    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named views of ``flat`` (host or device), all sharing its storage."""
-        g, e = self.groups, self.entries
-        sizes = [
-            ("tokens", g),
-            ("positions", g),
-            ("slots", g),
-            ("query_pos", g),
+    def fields(self) -> list[tuple[str, int]]:
+        g, t, e = self.groups, self.tokens, self.entries
+        rows = g + 1
+        return [
+            ("tokens", t),
+            ("positions", t),
+            ("slots", t),
+            ("last_index", g),
+            ("query_pos", t),
+            ("query_group", t),
+            ("group_start", rows + 1),
             ("num_live", 1),
             ("page_ids", e),
             ("page_len", e),
-            ("entry_pos", g * e),
-            ("entry_shift", g * e),
+            ("entry_pos", rows * e),
+            ("entry_shift", rows * e),
             ("top_k", g),
             ("stream", g),
             ("counter", g),
             ("masked", g),
         ]
+
+    @property
+    def size(self) -> int:
+        return sum(n for _, n in self.fields())
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named views of ``flat`` (host or device), all sharing its storage."""
         out: dict[str, torch.Tensor] = {}
         start = 0
-        for name, n in sizes:
+        for name, n in self.fields():
             out[name] = flat[start : start + n]
             start += n
-        out["entry_pos"] = out["entry_pos"].view(g, e)
-        out["entry_shift"] = out["entry_shift"].view(g, e)
+        rows = self.groups + 1
+        out["entry_pos"] = out["entry_pos"].view(rows, self.entries)
+        out["entry_shift"] = out["entry_shift"].view(rows, self.entries)
         return out
 
 
@@ -95,7 +108,7 @@ class _CapturedStep:
         vocab: int,
         sampling: bool,
     ) -> None:
-        g, e = layout.groups, layout.entries
+        g, t, e = layout.groups, layout.tokens, layout.entries
         self.layout = layout
         self.sampling = sampling  # whether the graph samples with temperatures (else greedy only)
         self.host = torch.zeros(layout.size, dtype=torch.int32, pin_memory=True)
@@ -109,25 +122,28 @@ class _CapturedStep:
         self.host_floats = torch.zeros(2 * g, dtype=torch.float32, pin_memory=True)  # temperature, top_p
         self.device_floats = torch.zeros(2 * g, dtype=torch.float32, device=device)
         self.host_float_views = self.host_floats.numpy()
-        self.ids_pos_slots = torch.zeros(3 * g, dtype=torch.long, device=device)  # int64 copies, in-graph
+        # int64 copies of tokens, positions, slots and last indices, made in the graph
+        self.longs = torch.zeros(3 * t + g, dtype=torch.long, device=device)
         meta = ShiftedAttentionMetadata(
             page_ids=dev["page_ids"],
             page_len=dev["page_len"],
             entry_pos=dev["entry_pos"],
             entry_shift=dev["entry_shift"],
-            query_group=torch.arange(g, dtype=torch.int32, device=device),
+            query_group=dev["query_group"],
             query_pos=dev["query_pos"],
-            group_query_start=torch.arange(g + 1, dtype=torch.int32, device=device),
+            group_query_start=dev["group_start"],
+            # Only selects the kernel's predicated loop (no branch around unseen tiles), which is exact for
+            # any number of queries per group and the faster one for decode steps and short chunks.
             max_queries_per_group=1,
             num_live_entries=dev["num_live"],
-            shift_cos_sin=torch.zeros(g, e, rot_dims, device=device) if shift_cos_sin else None,
+            shift_cos_sin=torch.zeros(g + 1, e, rot_dims, device=device) if shift_cos_sin else None,
         )
         self.plan = ForwardPlan(
-            input_ids=self.ids_pos_slots[:g].view(1, g),
-            position_ids=self.ids_pos_slots[g : 2 * g].view(1, g),
-            slot_mapping=self.ids_pos_slots[2 * g :],
+            input_ids=self.longs[:t].view(1, t),
+            position_ids=self.longs[t : 2 * t].view(1, t),
+            slot_mapping=self.longs[2 * t : 3 * t],
             meta=meta,
-            last_token_index=torch.arange(g, dtype=torch.long, device=device),
+            last_token_index=self.longs[3 * t :],
         )
         self.graph: torch.cuda.CUDAGraph | None = None
         self.copied = torch.cuda.Event()  # the pinned buffer may be rewritten once this has passed
@@ -167,12 +183,17 @@ class _CapturedStep:
     def fill(self, plan: HostPlan | None, scratch_slot: int) -> None:
         """Write ``plan`` (or an all-padding step when ``None``) into the pinned host buffer."""
         h = self.host_views
-        n = 0 if plan is None else len(plan.tokens)
+        g = self.layout.groups
+        n = 0 if plan is None else len(plan.tokens)  # live tokens
+        live = 0 if plan is None else len(plan.group_start) - 1  # live groups
         e = 0 if plan is None else plan.num_entries
         h["tokens"][n:] = 0
         h["positions"][n:] = 0
         h["slots"][n:] = scratch_slot
         h["query_pos"][n:] = 0
+        h["query_group"][n:] = g  # padding tokens belong to the padding group, which sees nothing
+        h["group_start"][live:] = n
+        h["last_index"][live:] = 0
         h["num_live"][0] = e
         h["page_ids"][e:] = 0
         h["page_len"][e:] = 1
@@ -183,10 +204,14 @@ class _CapturedStep:
             h["positions"][:n] = plan.positions
             h["slots"][:n] = plan.slots
             h["query_pos"][:n] = plan.query_pos
+            starts = plan.group_start
+            h["query_group"][:n] = np.repeat(np.arange(live, dtype=np.int32), np.diff(starts))
+            h["group_start"][:live] = starts[:-1]
+            h["last_index"][:live] = starts[1:] - 1
             h["page_ids"][:e] = plan.page_ids
             h["page_len"][:e] = plan.page_len
-            h["entry_pos"][:n, :e] = plan.entry_pos
-            h["entry_shift"][:n, :e] = plan.entry_shift
+            h["entry_pos"][:live, :e] = plan.entry_pos
+            h["entry_shift"][:live, :e] = plan.entry_shift
 
 
 @dataclass(slots=True)
@@ -256,16 +281,17 @@ class GraphDecoder:
         self.host_seconds = 0.0  # planning and filling the pinned buffers (benchmarks read these)
         self.wait_seconds = 0.0  # waiting for the sampled ids
         self.replays = 0
-        self._steps: dict[tuple[int, int, bool], _CapturedStep] = {}
+        self._steps: dict[tuple[int, int, int, bool], _CapturedStep] = {}
         self._pool = torch.cuda.graph_pool_handle()
         self._cache = HogwildCacheAdapter()
 
     def accepts(self, groups: list[WriteGroup], all_logits: bool) -> bool:
-        """Whether this forward is a decode step the graphs serve (one token per group, few groups)."""
+        """Whether the graphs serve this forward: few groups, few tokens (decode steps, short chunks)."""
         return (
             not all_logits
             and 0 < len(groups) <= self.max_groups
-            and all(len(g.token_ids) == 1 for g in groups)
+            and sum(len(g.token_ids) for g in groups) <= MAX_TOKENS
+            and all(g.token_ids for g in groups)
         )
 
     def forward(self, groups: list[WriteGroup]) -> torch.Tensor:
@@ -299,7 +325,8 @@ class GraphDecoder:
         t0 = time.perf_counter()
         sampling = not all(r.takes_argmax for r in requests)
         plan = build_host_plan(self.store, groups)
-        key = (_bucket(len(groups)), _bucket(plan.num_entries, MIN_ENTRIES), sampling)
+        g = _bucket(len(groups))
+        key = (g, _bucket(len(plan.tokens), g), _bucket(plan.num_entries, MIN_ENTRIES), sampling)
         step = self._steps.get(key) or self._capture(*key)
         step.copied.synchronize()  # the previous step's copy out of the pinned buffers is done
         step.fill(plan, self.scratch_slot)
@@ -330,8 +357,8 @@ class GraphDecoder:
 
     def _body(self, step: _CapturedStep) -> None:
         """Run the captured work: widen ids, build the shift table, run the model, take logits and argmax."""
-        g = step.layout.groups
-        step.ids_pos_slots.copy_(step.device_flat[: 3 * g])
+        g, t = step.layout.groups, step.layout.tokens
+        step.longs.copy_(step.device_flat[: 3 * t + g])
         meta = step.plan.meta
         if meta.shift_cos_sin is not None:
             shift_table(meta.entry_shift, self.inv_freq, out=meta.shift_cos_sin)
@@ -341,10 +368,10 @@ class GraphDecoder:
                 input_ids=step.plan.input_ids,
                 position_ids=step.plan.position_ids,
                 use_cache=True,
-                logits_to_keep=0,
+                logits_to_keep=step.plan.last_token_index,
                 **{self.cache_kwarg: self._cache},
             )
-        logits = out.logits[0]
+        logits = out.logits[0]  # [G, V]: each group's last token
         if step.logits is None:
             step.logits = torch.empty(logits.shape, dtype=torch.float32, device=self.device)
             step.tokens = torch.empty(g, dtype=torch.long, device=self.device)
@@ -366,12 +393,13 @@ class GraphDecoder:
         step.sampled.copy_(picks)
 
     @torch.no_grad()
-    def _capture(self, groups: int, entries: int, sampling: bool) -> _CapturedStep:
+    def _capture(self, groups: int, tokens: int, entries: int, sampling: bool) -> _CapturedStep:
         """Allocate a bucket's buffers, warm up eagerly (Triton compiles), then capture the step."""
         t0 = time.perf_counter()
         vocab = self.runner.vocab_size  # type: ignore[attr-defined]
         rot = 2 * self.inv_freq.shape[0]
-        step = _CapturedStep(_Layout(groups, entries), self.device, rot, self.shift_cos_sin, vocab, sampling)
+        layout = _Layout(groups, tokens, entries)
+        step = _CapturedStep(layout, self.device, rot, self.shift_cos_sin, vocab, sampling)
         step.fill(None, self.scratch_slot)  # an all-padding step: writes only the scratch page
         step.device_flat.copy_(step.host)
         side = torch.cuda.Stream(self.device)
@@ -385,6 +413,6 @@ class GraphDecoder:
             self._body(step)
         torch.cuda.synchronize(self.device)
         step.graph = graph
-        self._steps[(groups, entries, sampling)] = step
+        self._steps[(groups, tokens, entries, sampling)] = step
         self.capture_seconds += time.perf_counter() - t0
         return step
