@@ -48,12 +48,14 @@ class ForwardPlan:
         input_ids: ``[1, T]`` all groups' tokens, group after group.
         position_ids: ``[1, T]`` block-local positions (the model's own RoPE rotates q and k by these).
         slot_mapping: ``[T] int64`` flat page slot of each new token.
-        meta: attention metadata shared by all layers (of the groups after the dense prefix; ``None``
+        meta: attention metadata shared by all layers, for the tokens outside the dense spans (``None``
             when there are none).
         last_token_index: ``[G] int64`` index in ``T`` of each group's last token (the one sampled from).
-        dense_queries: the first group's token count when it is a fresh block that attends only to
-            itself (a prompt): plain causal attention over its own new keys, which the attention hook
-            hands to SDPA's fused (FlashAttention-class) kernels; 0 otherwise.
+        dense_spans: ``(start, length)`` in ``T`` of each group that writes a fresh block attending only
+            to itself (a prompt): plain causal attention over its own new keys, which the attention hook
+            hands to SDPA's fused (FlashAttention-class) kernels.
+        kernel_tokens: ``[T'] int64`` indices in ``T`` of the tokens the shifted-attention kernel serves
+            when there are dense spans (``None``: every token).
 
     """
 
@@ -62,7 +64,8 @@ class ForwardPlan:
     slot_mapping: torch.Tensor
     meta: ShiftedAttentionMetadata | None
     last_token_index: torch.Tensor
-    dense_queries: int = 0
+    dense_spans: tuple[tuple[int, int], ...] = ()
+    kernel_tokens: torch.Tensor | None = None
 
 
 @dataclass(slots=True)
@@ -270,37 +273,42 @@ def is_dense_prefix(group: WriteGroup) -> bool:
 def plan_forward(store: PagedKVStore, groups: list[WriteGroup], device: torch.device) -> ForwardPlan:
     """Build the device plan for ``groups`` whose tokens were already reserved in ``store`` (slots filled).
 
-    A first group that is a fresh self-attending block (the prompt) becomes the dense prefix
-    (:attr:`ForwardPlan.dense_queries`); the shifted-attention metadata then covers the other groups.
+    Groups that write a fresh self-attending block (prompts, one per run that is starting) become dense
+    spans (:attr:`ForwardPlan.dense_spans`); the shifted-attention metadata then covers the other groups,
+    whose tokens are listed in :attr:`ForwardPlan.kernel_tokens`.
     """
-    dense = groups[0] if groups and is_dense_prefix(groups[0]) else None
-    rest = groups[1:] if dense is not None else groups
-    if dense is not None:
-        n = len(dense.token_ids)
-        assert dense.slots is not None
-        ids = np.asarray(dense.token_ids, dtype=np.int64)
-        positions = np.arange(n, dtype=np.int64)
-        slots = np.asarray(dense.slots, dtype=np.int64)
-        if not rest:
-            return ForwardPlan(
-                input_ids=torch.from_numpy(ids)[None].to(device),
-                position_ids=torch.from_numpy(positions)[None].to(device),
-                slot_mapping=torch.from_numpy(slots).to(device),
-                meta=None,
-                last_token_index=torch.tensor([n - 1], dtype=torch.long, device=device),
-                dense_queries=n,
-            )
-    plan = _shifted_plan(store, rest, device)
-    if dense is None:
-        return plan
-    n = len(dense.token_ids)
+    dense = [is_dense_prefix(g) for g in groups]
+    if not any(dense):
+        return _shifted_plan(store, groups, device)
+    counts = [len(g.token_ids) for g in groups]
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    rest = [g for g, d in zip(groups, dense, strict=True) if not d]
+    spans = tuple((int(starts[i]), counts[i]) for i, d in enumerate(dense) if d)
+    ids = np.fromiter(
+        itertools.chain.from_iterable(g.token_ids for g in groups), dtype=np.int64, count=int(starts[-1])
+    )
+    positions = np.concatenate(
+        [np.arange(g.first_position, g.first_position + n) for g, n in zip(groups, counts, strict=True)]
+    )
+    slots = np.fromiter(
+        itertools.chain.from_iterable(g.slots for g in groups), dtype=np.int64, count=int(starts[-1])
+    )  # type: ignore[arg-type]
+    kernel = None
+    meta = None
+    if rest:
+        meta = _shifted_plan(store, rest, device).meta
+        kernel_idx = np.concatenate(
+            [np.arange(starts[i], starts[i + 1]) for i, d in enumerate(dense) if not d]
+        )
+        kernel = torch.from_numpy(kernel_idx).to(device)
     return ForwardPlan(
-        input_ids=torch.cat([torch.from_numpy(ids)[None].to(device), plan.input_ids], dim=1),
-        position_ids=torch.cat([torch.from_numpy(positions)[None].to(device), plan.position_ids], dim=1),
-        slot_mapping=torch.cat([torch.from_numpy(slots).to(device), plan.slot_mapping]),
-        meta=plan.meta,
-        last_token_index=torch.cat([torch.tensor([n - 1], device=device), plan.last_token_index + n]),
-        dense_queries=n,
+        input_ids=torch.from_numpy(ids)[None].to(device),
+        position_ids=torch.from_numpy(positions.astype(np.int64))[None].to(device),
+        slot_mapping=torch.from_numpy(slots).to(device),
+        meta=meta,
+        last_token_index=torch.from_numpy(starts[1:] - 1).to(device),
+        dense_spans=spans,
+        kernel_tokens=kernel,
     )
 
 

@@ -83,10 +83,8 @@ class Continuation:
             samples.extend(s if not offset else replace(s, group=s.group + offset) for s in g.plan.samples)
         return cls(guesses, runner.prepare(groups, samples), groups, samples, reserved)
 
-    def holds(self, sampled: list[SampledTokens], runs_unchanged: bool) -> bool:
-        """Whether the tokens just sampled (per run, in order) make the guess what the rules would plan."""
-        if not runs_unchanged:
-            return False
+    def holds(self, sampled: list[SampledTokens]) -> bool:
+        """Whether the tokens just sampled are all quiet: then the rules plan the guess, whatever they say."""
         for g, tokens in zip(self.guesses, sampled, strict=True):
             quiet = g.run.res.quiet_tokens
             if not all(quiet[t] for t in tokens.ids):
@@ -106,40 +104,43 @@ class Continuation:
             store.blocks[group.block].token_ids[-1] = token
         return self.prepared.launch(tokens)
 
-    def adopt(self) -> None:
-        """After the runs applied their tokens: make the guessed plans theirs, checking every assumption."""
-        for g in self.guesses:
+    def matches(self, sampled: list[SampledTokens]) -> bool:
+        """After the runs applied their tokens: whether the rules left each run where the guess assumed.
+
+        That is: still generating (or finishing), every guessed writer active in the same block with
+        exactly its sampled token pending (no commit, no header, no call, no stop), nothing else to write.
+        Then the rules would plan precisely the guessed step (:func:`_guess_run` checked the budgets).
+        """
+        for g, tokens in zip(self.guesses, sampled, strict=True):
             run = g.run
             if run.phase not in (Phase.GENERATE, Phase.FINISH) or run.inflight is not None:
-                raise RuntimeError(
-                    f"overlap check failed: the run is in phase {run.phase.name} after its step"
-                )
+                return False
             by_name = {w.name: w for w in run.workers}
-            for group in g.plan.groups:
-                # The state the rules left must be the one the guess planned from (the fed tokens stay
-                # pending until the step is applied, as when the rules plan it themselves).
+            for group, token in zip(g.plan.groups, tokens.ids, strict=True):
                 if group.writer == "finisher":
                     finisher = run.finisher
-                    ok = (
-                        finisher is not None
-                        and finisher.pending == group.token_ids
-                        and finisher.forwards_left > 0
-                    )
-                    if ok and finisher is not None:
-                        finisher.samples += 1
-                else:
-                    worker = by_name[group.writer]
-                    ok = (
-                        worker.pending == group.token_ids
-                        and worker.block == group.block
-                        and not worker.stopped
-                    )
-                    if ok:
-                        worker.samples += 1
-                if not ok:
-                    raise RuntimeError(
-                        f"overlap check failed for {group.writer}: the step rules planned otherwise"
-                    )
+                    if finisher is None or finisher.pending != [token] or finisher.forwards_left <= 0:
+                        return False
+                    continue
+                worker = by_name[group.writer]
+                if (
+                    worker.pending != [token]
+                    or worker.block != group.block
+                    or worker.stopped
+                    or worker.feed_only
+                ):
+                    return False
+        return True
+
+    def adopt(self) -> None:
+        """Make the guessed plans the runs' own (after :meth:`matches`): counters, records, the plan."""
+        for g in self.guesses:
+            run = g.run
+            by_name = {w.name: w for w in run.workers}
+            for group in g.plan.groups:
+                writer = run.finisher if group.writer == "finisher" else by_name[group.writer]
+                assert writer is not None
+                writer.samples += 1
             run.written += len(g.plan.groups)
             run.inflight = g.plan
             record = ForwardRecord(index=run.forward_index)

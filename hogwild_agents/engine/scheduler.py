@@ -160,20 +160,31 @@ class Scheduler:
                 self._fail(handle, e)
             return
         self.steps += 1
-        if guess is not None and guess.holds(sampled, self._unchanged(batch)):
-            self._inflight = (
-                [(h, g.plan) for (h, _), g in zip(batch, guess.guesses, strict=True)],
-                guess.launch(sampled),
-            )
-            self.postprocess(batch, sampled)  # runs while the GPU computes the next step
-            live = [g for (h, _), g in zip(batch, guess.guesses, strict=True) if not h.finished.is_set()]
-            guess.guesses = live
+        if guess is None or not self._unchanged(batch):
+            if guess is not None:
+                guess.undo()
+            self.postprocess(batch, sampled)
+            return
+        next_batch = [(h, g.plan) for (h, _), g in zip(batch, guess.guesses, strict=True)]
+        if guess.holds(sampled):
+            # Quiet tokens: the guess is what the rules will plan. Launch first; postprocess meanwhile.
+            self._inflight = (next_batch, guess.launch(sampled))
+            self.postprocess(batch, sampled)
+            live = [not h.finished.is_set() for h, _ in batch]
+            guess.guesses = [g for g, ok in zip(guess.guesses, live, strict=True) if ok]
+            if not guess.matches([s for s, ok in zip(sampled, live, strict=True) if ok]):
+                raise RuntimeError("overlap check failed: the step rules planned otherwise than the guess")
             guess.adopt()
             self.overlapped_steps += 1
             return
-        if guess is not None:
-            guess.undo()
+        # Not quiet: apply first; the guess still stands if the rules left every run where it assumed.
         self.postprocess(batch, sampled)
+        if all(not h.finished.is_set() for h, _ in batch) and guess.matches(sampled):
+            self._inflight = (next_batch, guess.launch(sampled))
+            guess.adopt()
+            self.overlapped_steps += 1
+            return
+        guess.undo()
 
     def _unchanged(self, batch: list[tuple[RunHandle, Plan]]) -> bool:
         """Whether the batch's runs are exactly the active ones and none was cancelled."""

@@ -85,6 +85,18 @@ class HogwildCacheAdapter:
         return 0
 
 
+def _shifted(q: torch.Tensor, ctx: ForwardContext, layer: int, scale: float, meta: object) -> torch.Tensor:
+    return shifted_attention_with_paged_kv(
+        q,
+        ctx.store.key_pages[layer],
+        ctx.store.value_pages[layer],
+        meta,  # type: ignore[arg-type]
+        ctx.inv_freq,
+        scale,
+        backend=ctx.backend,  # type: ignore[arg-type]
+    )
+
+
 def _hogwild_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -100,33 +112,27 @@ def _hogwild_attention(
     layer = module.layer_idx
     q = query[0].transpose(0, 1)  # [T, Hq, D]
     scale = scaling if scaling is not None else q.shape[-1] ** -0.5
-    dense = ctx.plan.dense_queries
-    parts = []
-    if dense:
-        # A fresh self-attending block (the prompt): ordinary causal attention over its own new keys,
+    plan = ctx.plan
+    if not plan.dense_spans:
+        assert plan.meta is not None
+        out = _shifted(q, ctx, layer, scale, plan.meta)
+        return out.unsqueeze(0), None
+    out = torch.empty_like(q)
+    group = query.shape[1] // key.shape[1]
+    for start, n in plan.dense_spans:
+        # A fresh self-attending block (a prompt): ordinary causal attention over its own new keys,
         # which sit at block-local positions 0..n-1 exactly as stored, so SDPA's fused kernels serve it.
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, :dense],
-            key[:, :, :dense],
-            value[:, :, :dense],
-            is_causal=True,
-            scale=scale,
-            enable_gqa=query.shape[1] != key.shape[1],
+        # K/V heads are repeated for GQA (as transformers' sdpa path does) so the flash backend applies.
+        keys, values = key[:, :, start : start + n], value[:, :, start : start + n]
+        if group > 1:
+            keys, values = keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1)
+        dense = torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, start : start + n], keys, values, is_causal=True, scale=scale
         )  # [1, Hq, n, D]
-        parts.append(out[0].transpose(0, 1))
-    if ctx.plan.meta is not None:
-        parts.append(
-            shifted_attention_with_paged_kv(
-                q[dense:],
-                ctx.store.key_pages[layer],
-                ctx.store.value_pages[layer],
-                ctx.plan.meta,
-                ctx.inv_freq,
-                scale,
-                backend=ctx.backend,  # type: ignore[arg-type]
-            )
-        )
-    out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        out[start : start + n] = dense[0].transpose(0, 1)
+    if plan.meta is not None:
+        assert plan.kernel_tokens is not None
+        out[plan.kernel_tokens] = _shifted(q[plan.kernel_tokens], ctx, layer, scale, plan.meta)
     return out.unsqueeze(0), None
 
 
