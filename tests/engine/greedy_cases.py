@@ -162,13 +162,33 @@ def summarize(result: Any) -> dict[str, Any]:
     }
 
 
+def _waiting_executor() -> Any:
+    """A tool executor whose calls are done when submitted: their results land at the next forward.
+
+    Calls run concurrently with generation, so when a result lands depends on timing; the recorded runs
+    had every (instant) result at the next forward, which this makes certain on a loaded machine too.
+    """
+    from hogwild_agents.tools import ToolExecutor
+
+    class WaitingExecutor(ToolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            future = super().submit(*args, **kwargs)
+            future.result()
+            return future
+
+    return WaitingExecutor()
+
+
 def run_case(name: str, tokenizer: Any, device: str = "cpu") -> dict[str, Any]:
     """Run case ``name`` on a fresh engine; for return-mode cases also the follow-up with tool results."""
+    import dataclasses
+
     from hogwild_agents import HogwildEngine
 
     family, cfg, options, tools = CASES[name]
     model = tiny_model(family, vocab_size=VOCAB, eos_token_id=EOS).to(device)
     engine = HogwildEngine(model, tokenizer, page_size=8, max_cache_tokens=4096, max_answer_tokens=8, **cfg)
+    engine.resources = dataclasses.replace(engine.resources, executor_factory=_waiting_executor)
     tool_list = tools() if tools else None
     result = engine.run(QUESTION, tools=tool_list, **options)
     out = {"first": summarize(result)}
