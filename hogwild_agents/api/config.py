@@ -71,6 +71,12 @@ class HogwildConfig(BaseModel):
     system_prompt: str | None = Field(
         None, description="Replaces the built-in collaboration rules (use {names} and {count} placeholders)."
     )
+    guard_markup: bool = Field(
+        True,
+        description="With collaboration, workers cannot write step headers or the '<...>' marker, and the "
+        "finisher cannot write any of the workspace's markup (headers, marker, self-check question, "
+        "<answer> tags): tokens that would complete one are banned.",
+    )
     stop_on_final_answer: bool = Field(
         True, description="End generation once a committed step contains a final answer (\\boxed{...})."
     )

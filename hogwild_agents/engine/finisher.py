@@ -16,6 +16,7 @@ from ..cache.layouts import build_view
 from ..cache.plan import WriteGroup
 from ..runner.sampling import writer_stream
 from ..text.detokenize import TextStream
+from ..text.markup import MarkupGuard
 from ..text.stops import StopMatcher
 from .generate import stop_all
 from .kept import suspend
@@ -42,6 +43,7 @@ def _start(run: RunState) -> FinisherState:
         pending=list(run.finisher_ids),
         forwards_left=-1,
         stream=writer_stream(run.sampling.seed, "finisher"),
+        guard=MarkupGuard(run.finisher_markup, run.res.token_texts) if run.finisher_markup else None,
     )
     run.finisher = finisher
     return finisher
@@ -54,6 +56,8 @@ def _begin_turn(run: RunState, finisher: FinisherState) -> None:
         finisher.constraint.reset()  # a resumed turn writes a fresh answer (or call)
     finisher.answer.reset()
     finisher.stops = StopMatcher(run.cfg.stop)
+    if finisher.guard is not None:
+        finisher.guard.state = 0
     finisher.streamed = 0
     limit = run.cfg.max_answer_tokens
     finisher.forwards_left = limit if finisher.constraint is None else max(limit, _CONSTRAINED_ROOM)
@@ -92,7 +96,10 @@ def apply_finish(run: RunState, ids: list[int]) -> None:
     if finisher.constraint is not None:
         finisher.constraint.accept(token)
     run.usage.answer_tokens += 1
-    finisher.stops.feed(finisher.answer.add([token]))
+    delta = finisher.answer.add([token])
+    finisher.stops.feed(delta)
+    if finisher.guard is not None:
+        finisher.guard.feed(delta)
     _stream(run, finisher, final=False)
     done = finisher.stops.cut is not None or (
         finisher.constraint is not None and finisher.constraint.is_terminated

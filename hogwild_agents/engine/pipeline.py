@@ -29,6 +29,7 @@ from ..api.results import ForwardRecord, GroupRecord
 from ..cache.plan import WriteGroup
 from ..runner.runner import ModelRunner, PendingForward, PreparedForward, SampledTokens
 from ..runner.sampling import SampleRequest
+from ..text.markup import MarkupGuard
 from .budget import finisher_reserve
 from .protocol import Phase, Plan
 from .state import RunState
@@ -45,6 +46,8 @@ class _RunGuess:
     run: RunState
     plan: Plan
     writers: list[str]  # per group: the writer (a worker name, or "finisher")
+    guards: list[MarkupGuard | None]  # per group: the writer's markup guard (its bans were taken now)
+    guard_states: list[int]
 
 
 @dataclass(slots=True)
@@ -94,6 +97,10 @@ class Continuation:
                 return False
             if texts is None and any(w.text.holding for w in g.run.workers if not w.stopped):
                 return False
+            token_texts = g.run.res.token_texts.texts
+            for guard, state, token in zip(g.guards, g.guard_states, tokens.ids, strict=True):
+                if guard is not None and guard.peek(token_texts[token]) != state:
+                    return False  # the writer's bans change with this token
         return True
 
     def launch(self, sampled: list[SampledTokens]) -> PendingForward:
@@ -130,6 +137,10 @@ class Continuation:
                     or worker.feed_only
                 ):
                     return False
+            if any(
+                guard is not None and guard.state != state for guard, state in zip(g.guards, g.guard_states)
+            ):
+                return False  # the guessed samples carry the bans of the writers' former markup state
         return True
 
     def adopt(self) -> None:
@@ -201,4 +212,6 @@ def _guess_run(run: RunState) -> _RunGuess | None:
         writer = run.finisher if group.writer == "finisher" else by_name[group.writer]
         assert writer is not None
         samples.append(replace(sample, counter=writer.samples, group=i))
-    return _RunGuess(run, Plan(groups, samples), [g.writer for g in plan.groups])
+    guards = [(run.finisher if g.writer == "finisher" else by_name[g.writer]).guard for g in plan.groups]  # type: ignore[union-attr]
+    states = [guard.state if guard is not None else 0 for guard in guards]
+    return _RunGuess(run, Plan(groups, samples), [g.writer for g in plan.groups], guards, states)

@@ -11,6 +11,7 @@ from ..cache.layouts import SharedLayoutState
 from ..cache.plan import WriteGroup
 from ..runner.sampling import writer_stream
 from ..text.detokenize import TextStream
+from ..text.markup import MarkupGuard
 from ..text.prompts import step_header
 from ..text.stops import StopMatcher
 from .protocol import Phase, Plan
@@ -54,6 +55,7 @@ def _add_workers(run: RunState) -> None:
             text=TextStream(run.res.tokenizer),
             stops=StopMatcher(run.cfg.stop) if plain_stops else None,
             stream=writer_stream(run.sampling.seed, name),
+            guard=MarkupGuard(run.worker_markup, run.res.token_texts) if run.worker_markup else None,
         )
         run.tools.register(name, first=i == 0)
         run.layout.current[i] = worker.block

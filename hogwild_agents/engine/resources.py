@@ -19,6 +19,7 @@ import torch
 from ..cache.store import PagedKVStore
 from ..runner.distributed import ParallelContext
 from ..runner.sampling import BanSet
+from ..text.markup import TokenTexts
 from ..tools import GrammarFactory, ToolExecutor, ToolFormat
 
 __all__ = ["RunResources"]
@@ -84,8 +85,13 @@ class RunResources:
         Quiet means no newline (a step can end only at a blank line), no character that may open a tool
         call or a fence (``{ [ ` <``), not a special token, not end-of-sequence. Built once per tokenizer.
         """
+        return _quiet_tokens(self.token_texts, self.vocab_size, self.eos_ids)
+
+    @functools.cached_property
+    def token_texts(self) -> TokenTexts:
+        """Every token's text, for the markup guards and the quiet table (built once per tokenizer)."""
         with self._lock:
-            return _quiet_tokens(self.tokenizer, self.vocab_size, self.eos_ids)
+            return _token_texts(self.tokenizer, self.vocab_size)
 
     def ban_set(self, name: str, ids: tuple[int, ...]) -> BanSet:
         """The :class:`BanSet` of ``ids`` (built once per distinct set, then shared by runs)."""
@@ -96,21 +102,24 @@ class RunResources:
         return "executor" in self.__dict__
 
 
-_QUIET: dict[int, tuple[Any, np.ndarray]] = {}
+_TEXTS: dict[int, tuple[Any, TokenTexts]] = {}
 _LOUD_CHARACTERS = frozenset("\n{[`<")
 
 
-def _quiet_tokens(tokenizer: Any, vocab_size: int, eos_ids: frozenset[int]) -> np.ndarray:
-    cached = _QUIET.get(id(tokenizer))
-    if cached is not None and cached[0] is tokenizer and len(cached[1]) == vocab_size:
+def _token_texts(tokenizer: Any, vocab_size: int) -> TokenTexts:
+    cached = _TEXTS.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
         return cached[1]
+    texts = TokenTexts(tokenizer, vocab_size)
+    _TEXTS[id(tokenizer)] = (tokenizer, texts)
+    return texts
+
+
+def _quiet_tokens(texts: TokenTexts, vocab_size: int, eos_ids: frozenset[int]) -> np.ndarray:
     quiet = np.zeros(vocab_size, dtype=np.bool_)
-    known = min(len(tokenizer), vocab_size)
-    texts = tokenizer.batch_decode([[i] for i in range(known)], skip_special_tokens=False)
-    special = set(tokenizer.all_special_ids) | set(eos_ids)
-    for i, text in enumerate(texts):
-        quiet[i] = i not in special and not _LOUD_CHARACTERS.intersection(text)
-    _QUIET[id(tokenizer)] = (tokenizer, quiet)
+    silent = texts.special | eos_ids
+    for i, text in enumerate(texts.texts):
+        quiet[i] = i not in silent and not _LOUD_CHARACTERS.intersection(text)
     return quiet
 
 

@@ -13,7 +13,7 @@ import os
 from ..api.config import HogwildConfig
 from ..api.results import SamplingRecord
 from ..runner.sampling import SamplingParams
-from ..text.prompts import PromptTexts
+from ..text.prompts import PromptTexts, step_header
 from ..tools import Tool
 from .budget import check_prompt_fits
 from .finisher import apply_finish, end_turn, plan_finish
@@ -66,9 +66,25 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
         ),
         context_window=min(cfg.context_window or 10**9, res.context_window),
     )
+    if cfg.collaboration and cfg.guard_markup:
+        run.worker_markup, run.finisher_markup = markup_patterns(cfg, texts)
     run.trace.sampling = SamplingRecord(cfg.temperature, cfg.top_p, cfg.top_k, seed)
     check_prompt_fits(run)
     return run
+
+
+def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The strings workers and the finisher may not write: the workspace's own markup.
+
+    Workers: any worker's step header (``**Name [``) and the marker ending others' unfinished steps.
+    The finisher: those, the self-check question, the section headers and ``<answer>`` tags.
+    """
+    headers = tuple(step_header(name, 1).split("[")[0] + "[" for name in cfg.names)
+    marker = texts.separator.strip()
+    workers = (*headers, marker)
+    sections = (texts.others_header.strip(), texts.own_header.strip(), "### Past steps")
+    finisher = (*workers, cfg.self_check_text.strip(), *sections, "<answer>", "</answer>")
+    return tuple(p for p in workers if p), tuple(p for p in finisher if p)
 
 
 def plan(run: RunState) -> Plan | Wait | None:

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from ..runner.sampling import SampleRequest
+from ..runner.sampling import BanSet, SampleRequest
+from ..text.markup import MarkupGuard
 from .state import FinisherState, RunState, WorkerState
 
-__all__ = ["finisher_sample", "worker_sample"]
+__all__ = ["finisher_sample", "guarded_ban", "worker_sample"]
+
+
+def guarded_ban(run: RunState, base: BanSet | None, guard: MarkupGuard | None) -> BanSet | None:
+    """The writer's bans now: the run's set plus the tokens its markup guard forbids from here."""
+    if guard is None:
+        return base
+    extra = guard.banned()
+    if not extra:
+        return base
+    ids = tuple(sorted(set(base.ids if base is not None else ()) | set(extra)))
+    name = f"{base.name if base is not None else 'none'}+markup@{guard.state}"
+    return run.res.ban_set(name, ids)
 
 
 def worker_sample(
@@ -18,7 +31,7 @@ def worker_sample(
         params=run.sampling,
         stream=worker.stream,
         counter=worker.samples,
-        ban=run.worker_ban,
+        ban=guarded_ban(run, run.worker_ban, worker.guard),
         constraint=constraint,  # type: ignore[arg-type]
     )
     worker.samples += 1
@@ -33,7 +46,7 @@ def finisher_sample(run: RunState, finisher: FinisherState, group: int) -> Sampl
         params=run.sampling,
         stream=finisher.stream,
         counter=finisher.samples,
-        ban=run.finisher_ban,
+        ban=guarded_ban(run, run.finisher_ban, finisher.guard),
         constraint=finisher.constraint,
         greedy=True,
     )

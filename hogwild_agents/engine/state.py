@@ -16,6 +16,7 @@ from ..api.results import RunResult, StopReason, Trace, Usage
 from ..cache.layouts import SharedLayoutState
 from ..runner.sampling import BanSet, SamplingParams
 from ..text.detokenize import TextStream
+from ..text.markup import MarkupGuard
 from ..text.prompts import PromptTexts
 from ..text.stops import StopMatcher
 from ..tools import ToolCall
@@ -48,6 +49,7 @@ class WorkerState:
         call_token: the unfed token that closed a call returned to the caller.
         samples: how many tokens it drew (its position in its random stream).
         stream: its random stream key (from the run's seed and its name).
+        guard: keeps it from writing the workspace's markup (see :mod:`..text.markup`), or ``None``.
         stops: stop strings over its text (plain generation without a finisher), or ``None``.
     """
 
@@ -67,6 +69,7 @@ class WorkerState:
     samples: int = 0
     stream: int = 0
     stops: StopMatcher | None = None
+    guard: MarkupGuard | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +85,7 @@ class FinisherState:
     forwards_left: int = 0
     samples: int = 0
     stream: int = 0
+    guard: MarkupGuard | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +103,8 @@ class RunState:
     finisher_ban: BanSet | None
     context_window: int
     phase: Phase = Phase.PREFILL
+    worker_markup: tuple[str, ...] = ()
+    finisher_markup: tuple[str, ...] = ()
     workers: list[WorkerState] = field(default_factory=list)
     layout: SharedLayoutState | None = None
     blocks: list[int] = field(default_factory=list)

@@ -32,6 +32,8 @@ def _append(worker: WorkerState, delta: str) -> None:
     worker.parts.append(delta)
     if worker.stops is not None:
         worker.stops.feed(delta)
+    if worker.guard is not None:
+        worker.guard.feed(delta)
 
 
 def take_token(run: RunState, worker: WorkerState, token: int) -> StopReason | None:

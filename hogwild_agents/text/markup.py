@@ -1,0 +1,133 @@
+"""Keeping a writer from writing the workspace's own markup, at the source: by banning tokens.
+
+The shared workspace is laid out with markup the engine writes: step headers (``**Alice [2]:**``), the
+marker that ends another worker's unfinished step (``<...>``), the self-check question, section headers.
+Small models copy it: a worker writes another worker's header, the finisher answers ``<...>``. A
+:class:`MarkupGuard` follows one writer's text through an Aho-Corasick automaton over the forbidden
+strings and, before each sample, names the tokens that would *complete* one of them from where the text
+stands; the sampler bans those. So no forbidden string can ever appear in what the writer samples (a
+prefix of one can, e.g. ``**Bob`` without `` [``), and the text a user reads needs no clean-up afterwards.
+
+Token texts come from :class:`TokenTexts`: every token decoded on its own, sorted, so "the tokens whose
+text starts with s" is a binary search.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MarkupGuard", "TokenTexts"]
+
+
+class TokenTexts:
+    """The text of every token id of a tokenizer (decoded alone), with prefix and substring queries.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+        vocab_size: the logits width (ids past the tokenizer's vocabulary have no text).
+
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int) -> None:
+        known = min(len(tokenizer), vocab_size)
+        self.texts: list[str] = tokenizer.batch_decode([[i] for i in range(known)], skip_special_tokens=False)
+        self.special = frozenset(tokenizer.all_special_ids)
+        order = sorted(range(known), key=self.texts.__getitem__)
+        self._sorted_ids = np.asarray(order, dtype=np.int64)
+        self._sorted_texts = [self.texts[i] for i in order]
+        self._containing: dict[str, tuple[int, ...]] = {}
+
+    def starting_with(self, prefix: str) -> np.ndarray:
+        """Ids of the tokens whose text starts with ``prefix``."""
+        lo = bisect.bisect_left(self._sorted_texts, prefix)
+        hi = bisect.bisect_left(self._sorted_texts, prefix + "\U0010ffff")
+        return self._sorted_ids[lo:hi]
+
+    def containing(self, text: str) -> tuple[int, ...]:
+        """Ids of the tokens whose text holds ``text`` somewhere (cached: a scan of the vocabulary)."""
+        found = self._containing.get(text)
+        if found is None:
+            found = tuple(i for i, t in enumerate(self.texts) if text in t and i not in self.special)
+            self._containing[text] = found
+        return found
+
+
+class MarkupGuard:
+    """One writer's position among the forbidden strings, and the tokens that would complete one.
+
+    Args:
+        patterns: the strings the writer must never write.
+        texts: the tokenizer's :class:`TokenTexts`.
+
+    """
+
+    __slots__ = ("_banned", "_chains", "_fail", "_goto", "_patterns_at", "_texts", "state", "always")
+
+    def __init__(self, patterns: Sequence[str], texts: TokenTexts) -> None:
+        patterns = sorted({p for p in patterns if p})
+        self._texts = texts
+        self._goto: list[dict[str, int]] = [{}]
+        self._patterns_at: list[list[tuple[str, int]]] = [[]]  # state -> (pattern, matched length)
+        for pattern in patterns:
+            state = 0
+            for depth, ch in enumerate(pattern, start=1):
+                nxt = self._goto[state].get(ch)
+                if nxt is None:
+                    nxt = len(self._goto)
+                    self._goto[state][ch] = nxt
+                    self._goto.append({})
+                    self._patterns_at.append([])
+                state = nxt
+                if depth < len(pattern):
+                    self._patterns_at[state].append((pattern, depth))
+        self._fail = [0] * len(self._goto)
+        queue = deque(self._goto[0].values())
+        while queue:
+            state = queue.popleft()
+            for ch, nxt in self._goto[state].items():
+                queue.append(nxt)
+                fall = self._fail[state]
+                while fall and ch not in self._goto[fall]:
+                    fall = self._fail[fall]
+                target = self._goto[fall].get(ch, 0)
+                self._fail[nxt] = target if target != nxt else 0
+        self._chains: dict[int, list[tuple[str, int]]] = {}
+        self._banned: dict[int, tuple[int, ...]] = {}
+        # Tokens holding a whole forbidden string are banned wherever the text stands.
+        self.always = tuple(sorted({i for p in patterns for i in texts.containing(p)}))
+        self.state = 0
+
+    def feed(self, text: str) -> None:
+        """Advance past ``text`` (sampled or fed by the engine)."""
+        goto, fail, state = self._goto, self._fail, self.state
+        for ch in text:
+            while state and ch not in goto[state]:
+                state = fail[state]
+            state = goto[state].get(ch, 0)
+        self.state = state
+
+    def peek(self, text: str) -> int:
+        """The state after ``text``, without moving."""
+        saved = self.state
+        self.feed(text)
+        state, self.state = self.state, saved
+        return state
+
+    def banned(self) -> tuple[int, ...]:
+        """Tokens that would complete a forbidden string from the current state (with :attr:`always`)."""
+        found = self._banned.get(self.state)
+        if found is None:
+            ids = set(self.always)
+            state = self.state
+            while state:  # every pattern prefix that is a suffix of the text
+                for pattern, matched in self._patterns_at[state]:
+                    ids.update(self._texts.starting_with(pattern[matched:]).tolist())
+                state = self._fail[state]
+            found = tuple(sorted(ids - self._texts.special))
+            self._banned[self.state] = found
+        return found
