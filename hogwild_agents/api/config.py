@@ -77,6 +77,14 @@ class HogwildConfig(BaseModel):
         "finisher cannot write any of the workspace's markup (headers, marker, self-check question, "
         "<answer> tags): tokens that would complete one are banned.",
     )
+    early_exit: bool = Field(
+        False,
+        description="Ask the model, every `probe_every` worker forwards (from the first), whether the work "
+        "so far already answers the request (a one-token yes/no probe in a throw-away block the workers "
+        "never see); yes ends generation with stop_reason 'answer_ready'. On by default in the "
+        "integrations, the CLI and the server.",
+    )
+    probe_every: int = Field(8, ge=1, description="Worker forwards between early-exit probes.")
     stop_on_final_answer: bool = Field(
         True, description="End generation once a committed step contains a final answer (\\boxed{...})."
     )

@@ -33,6 +33,7 @@ StopReason = Literal[
     "context_window",
     "cache_full",
     "tool_calls",
+    "answer_ready",
 ]
 
 
@@ -136,7 +137,11 @@ class Usage(BaseModel):
 
     prompt_tokens: int = Field(0, description="Tokens of the shared prompt (encoded once for all workers).")
     generated_tokens: int = Field(0, description="Tokens sampled by the workers.")
-    fed_tokens: int = Field(0, description="Tokens the engine fed (headers, tool results, finisher prompt).")
+    fed_tokens: int = Field(
+        0,
+        description="Tokens the engine fed (headers, tool results, the finisher's and the probes' prompts).",
+    )
+    probes: int = Field(0, description="Early-exit probes asked (see HogwildConfig.early_exit).")
     answer_tokens: int = Field(0, description="Tokens written by the finisher.")
     reused_prompt_tokens: int = Field(0, description="Prompt tokens reused from a kept run (not re-encoded).")
     forwards: int = Field(0, description="Sequential forward passes, the finisher's included.")

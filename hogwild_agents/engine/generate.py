@@ -15,6 +15,7 @@ from ..cache.layouts import build_view
 from ..cache.plan import WriteGroup
 from .budget import budget_reason, room_reason
 from .kept import suspend
+from .probe import PROBE, add_probe, drop_probe, probe_due, take_probe
 from .protocol import Phase, Plan, Wait
 from .sampling import worker_sample
 from .state import RunState, WorkerState
@@ -72,6 +73,10 @@ def plan_generate(run: RunState) -> Plan | Wait | None:
     for i, worker in enumerate(writers):
         if not worker.feed_only:
             plan.samples.append(worker_sample(run, worker, i, run.tools.constraint(worker.name)))
+    if probe_due(run):
+        add_probe(run, plan)
+        if room_reason(run, plan.groups) is not None:
+            drop_probe(run, plan)
     return plan
 
 
@@ -82,11 +87,17 @@ def apply_generate(run: RunState, ids: list[int]) -> None:
     run.usage.worker_forwards += 1
     by_name = {w.name: w for w in run.workers}
     for group in plan.groups:
+        if group.writer == PROBE:
+            continue
         worker = by_name[group.writer]
         worker.pending = []
         worker.feed_only = False  # a closing token was written: the worker now waits for its results
     ended: StopReason | None = None
     for request, token in zip(plan.samples, ids, strict=True):
+        if request.writer == PROBE:
+            if take_probe(run, token):
+                ended = ended or "answer_ready"
+            continue
         worker = by_name[request.writer]
         accept_token(run, request.constraint, token)
         ended = take_token(run, worker, token) or ended

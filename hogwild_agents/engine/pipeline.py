@@ -31,6 +31,7 @@ from ..runner.runner import ModelRunner, PendingForward, PreparedForward, Sample
 from ..runner.sampling import SampleRequest
 from ..text.markup import MarkupGuard
 from .budget import finisher_reserve
+from .probe import PROBE, probe_due
 from .protocol import Phase, Plan
 from .state import RunState
 
@@ -186,7 +187,11 @@ def _guess_run(run: RunState) -> _RunGuess | None:
         return None
     if any(s.constraint is not None for s in plan.samples):
         return None
+    if any(g.writer == PROBE for g in plan.groups):
+        return None
     if run.phase is Phase.GENERATE:
+        if probe_due(run, run.usage.worker_forwards + 1):
+            return None  # the next forward carries an early-exit probe: the rules plan it
         # After this step is applied the rules check the budgets before planning the next one.
         usage = run.usage
         if usage.worker_forwards + 1 >= cfg.max_forwards:

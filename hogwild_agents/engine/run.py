@@ -83,7 +83,10 @@ def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, 
     marker = texts.separator.strip()
     workers = (*headers, marker)
     sections = (texts.others_header.strip(), texts.own_header.strip(), "### Past steps")
-    finisher = (*workers, cfg.self_check_text.strip(), *sections, "<answer>", "</answer>")
+    check = cfg.self_check_text.strip()
+    question = check.split("(")[0].strip()  # "Quick check: am I doing redundant work?"
+    checks = (check, question, question.split(": ", 1)[-1])
+    finisher = (*workers, *checks, *sections, "<answer>", "</answer>")
     return tuple(p for p in workers if p), tuple(p for p in finisher if p)
 
 

@@ -122,6 +122,8 @@ class RunState:
     final_calls: list[ToolCall] = field(default_factory=list)
     outbox: list[Event] = field(default_factory=list)
     result: RunResult | None = None
+    probe_block: int | None = None
+    """The early-exit probe's block while its forward is in flight (see :mod:`.probe`)."""
     messages: list[dict[str, Any]] = field(default_factory=list)
     """The request's normalized conversation (a suspended run is kept under it)."""
     inflight: Plan | None = None

@@ -48,7 +48,19 @@ class PromptTexts:
     separator: str = " <...>\n\n"
     own_header: str = "### Work in progress (own)\n\n"
     finisher: str = ""
+    probe: str = ""
     opens_think: bool = False
+
+
+FINISHER_REQUEST = (
+    "Stop here. Considering all the work above, write the final answer to my request now, complete and "
+    "self-contained. If the work above does not answer it, answer it yourself from my request."
+)
+PROBE_REQUEST = (
+    "Stop for a moment. Is the work above already enough to write the final answer to my request "
+    "(or does it need no work at all)? Reply with one word: yes or no."
+)
+"""The early-exit probe's question (see ``engine.probe``): its answer is one token, yes or no."""
 
 
 def _template(tokenizer: Any, messages: list[dict[str, Any]], **kwargs: Any) -> str:
@@ -98,20 +110,23 @@ def render_prompt(
     finisher = (
         "\n</think>\n\n" if opens_think else _finisher_turn(tokenizer, full, tool_kwargs, finisher_may_call)
     )
-    return PromptTexts(prompt=prompt + "### Past steps\n\n", finisher=finisher, opens_think=opens_think)
+    probe = "" if opens_think else _finisher_turn(tokenizer, full, tool_kwargs, request=PROBE_REQUEST)
+    return PromptTexts(
+        prompt=prompt + "### Past steps\n\n", finisher=finisher, probe=probe, opens_think=opens_think
+    )
 
 
 def _finisher_turn(
-    tokenizer: Any, messages: list[dict[str, Any]], tool_kwargs: dict[str, Any], may_call: bool = False
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tool_kwargs: dict[str, Any],
+    may_call: bool = False,
+    request: str = FINISHER_REQUEST,
 ) -> str:
-    """Text that closes the workers' shared turn and asks for the answer, derived from the template.
+    """Text that closes the workers' shared turn and asks ``request``, derived from the template.
 
     Rendered with a sentinel as the assistant's content so the turn markers come from the template itself.
     """
-    request = (
-        "Stop here. Considering all the work above, write the final answer to my request now, "
-        "complete and self-contained."
-    )
     if may_call:
         request += " If answering needs a tool's result that is not above yet, reply with just that call."
     convo = [*messages, {"role": "assistant", "content": _SENTINEL}, {"role": "user", "content": request}]

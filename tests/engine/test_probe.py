@@ -1,0 +1,61 @@
+"""Early exit: the yes/no probe ends a run whose answer is known and leaves the others going."""
+
+from __future__ import annotations
+
+from greedy_cases import EOS, QUESTION, VOCAB
+from scripted import PreferredWriters
+from tiny_models import tiny_model
+
+from hogwild_agents import HogwildEngine
+
+
+def _engine(tokenizer, **cfg) -> HogwildEngine:
+    model = tiny_model("qwen2", vocab_size=VOCAB, eos_token_id=EOS)
+    return HogwildEngine(model, tokenizer, page_size=8, max_cache_tokens=4096, max_answer_tokens=6, **cfg)
+
+
+def _worker_tokens(result, upto: int) -> list:
+    return [
+        [(g.writer, g.fed, g.sampled) for g in f.groups if g.writer not in ("probe",)]
+        for f in result.trace.forwards[:upto]
+    ]
+
+
+def test_a_yes_ends_generation_and_changes_no_worker_token(qwen_tokenizer, monkeypatch) -> None:
+    engine = _engine(qwen_tokenizer, workers=2, max_forwards=40)
+    plain = engine.run(QUESTION)
+    # probes at worker forwards 0, 4, 8: the third one says yes
+    PreferredWriters(qwen_tokenizer, {"probe": "no no yes"}).install(monkeypatch)
+    early = engine.run(QUESTION, early_exit=True, probe_every=4)
+    assert early.stop_reason == "answer_ready" and early.usage.probes == 3
+    assert early.usage.worker_forwards == 9  # the forward that carried the "yes" probe is the last
+    probe_forwards = [f.index for f in early.trace.forwards if any(g.writer == "probe" for g in f.groups)]
+    assert len(probe_forwards) == 3
+    n = probe_forwards[-1] + 1  # every worker token up to the "yes" equals the run without probes
+    assert _worker_tokens(early, n) == _worker_tokens(plain, n)
+    assert early.answer and early.usage.answer_tokens >= 1  # the finisher answered
+    assert engine.runner.store.free_pages == engine.runner.store.num_pages  # probe blocks freed
+    probe_blocks = [b for b in early.trace.blocks.values() if b.kind == "probe"]
+    assert len(probe_blocks) == 3 and all(b.token_ids for b in probe_blocks)  # recorded for replay
+
+
+def test_no_leaves_the_run_going(qwen_tokenizer, monkeypatch) -> None:
+    PreferredWriters(qwen_tokenizer, {"probe": "no " * 20}).install(monkeypatch)
+    result = _engine(qwen_tokenizer, workers=2, max_forwards=30).run(QUESTION, early_exit=True, probe_every=5)
+    assert result.stop_reason == "max_forwards" and result.usage.probes == 6
+    assert all(
+        s.token in (0,) or s.greedy for f in result.trace.forwards for s in f.samples if s.writer == "probe"
+    )
+
+
+def test_the_probe_only_answers_yes_or_no(qwen_tokenizer) -> None:
+    result = _engine(qwen_tokenizer, workers=2, max_forwards=12).run(QUESTION, early_exit=True, probe_every=3)
+    answers = {
+        qwen_tokenizer.decode([s.token]).strip().lower()
+        for f in result.trace.forwards
+        for s in f.samples
+        if s.writer == "probe"
+    }
+    assert answers and answers <= {"yes", "no"}
+    if result.stop_reason == "answer_ready":
+        assert "yes" in answers
