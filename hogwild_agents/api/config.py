@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DEFAULT_WORKER_NAMES", "ENGINE_FIELDS", "RESERVED_WRITERS", "HogwildConfig", "Layout"]
+__all__ = [
+    "DEFAULT_WORKER_NAMES",
+    "ENGINE_FIELDS",
+    "RESERVED_WRITERS",
+    "HogwildConfig",
+    "Layout",
+    "WorkerRole",
+]
 
 Layout = Literal["combined", "contiguous", "interleaved"]
 
@@ -38,6 +45,32 @@ RESERVED_WRITERS = frozenset({"prompt", "header", "finisher", "engine", "probe",
 """Writer ids of the engine's own blocks and events; no worker may be named so."""
 
 
+class WorkerRole(BaseModel):
+    """What one worker is for: its name, its instructions, the tools it may call and how.
+
+    Every worker's role is written into the shared prompt, so everyone knows who does what; a worker may
+    call only its own tools (its grammar and its call detection know no other), and its ``tool_choice``
+    applies to its first step (``"required"`` or a tool name forces a call there).
+
+    Example:
+        >>> WorkerRole(name="Alice", instructions="Look cities up.", tools=["search"], tool_choice="required")
+        WorkerRole(name='Alice', instructions='Look cities up.', tools=['search'], tool_choice='required')
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The worker's name (unique; not one of the engine's reserved writers).")
+    instructions: str = Field("", description="What this worker should do, shown to every worker.")
+    tools: list[str] | None = Field(
+        None, description="Names of the run's tools this worker may call; None: all of them, []: none."
+    )
+    tool_choice: str = Field(
+        "auto",
+        description="For this worker's first step: 'auto', 'none', 'required'/'any' (a call of one of its "
+        "tools) or one of its tools' names.",
+    )
+
+
 class HogwildConfig(BaseModel):
     """Configuration of a :class:`~hogwild_agents.HogwildEngine` and defaults of its runs.
 
@@ -49,6 +82,11 @@ class HogwildConfig(BaseModel):
     workers: int = Field(2, ge=1, le=64, description="Number of workers writing in parallel.")
     worker_names: list[str] | None = Field(
         None, description="Names of the workers; defaults to Alice, Bob, Carol, ... (must be unique)."
+    )
+    roles: list[WorkerRole] | None = Field(
+        None,
+        description="One role per worker (name, instructions, tools, tool_choice); sets the workers and "
+        "their names. None: anonymous workers sharing every tool.",
     )
     layout: Layout = Field("combined", description="How each worker's view of the shared cache is ordered.")
     collaboration: bool = Field(
@@ -184,6 +222,20 @@ class HogwildConfig(BaseModel):
 
     @model_validator(mode="after")
     def _names_cover_workers(self) -> HogwildConfig:
+        if self.roles is not None:
+            names = [r.name for r in self.roles]
+            if not names:
+                raise ValueError("roles must list at least one worker")
+            if self.worker_names is not None and list(self.worker_names) != names:
+                raise ValueError("give worker names either as worker_names or in roles, not both")
+            if len(set(names)) != len(names) or any(not n.strip() for n in names):
+                raise ValueError(f"role names must be unique and non-empty, got {names}")
+            reserved = sorted(set(names) & RESERVED_WRITERS)
+            if reserved:
+                raise ValueError(f"role names {reserved} are reserved for the engine's own writers")
+            # The roles decide how many workers there are (assignment bypasses re-validation).
+            object.__setattr__(self, "workers", len(names))
+            object.__setattr__(self, "worker_names", names)
         if self.worker_names is not None and len(self.worker_names) < self.workers:
             raise ValueError(
                 f"worker_names has {len(self.worker_names)} names for {self.workers} workers; "
@@ -210,6 +262,12 @@ class HogwildConfig(BaseModel):
             ValueError: an option is unknown, invalid, or one of :data:`ENGINE_FIELDS` (fixed when the
                 engine was built; build another engine to change it).
         """
+        roles = overrides.get("roles", self.roles)
+        if roles and "workers" in overrides and overrides["workers"] != len(roles):  # type: ignore[arg-type]
+            raise ValueError(
+                f"workers={overrides['workers']} but {len(roles)} roles are given: the roles decide the "  # type: ignore[arg-type]
+                "workers; drop one of the two"
+            )
         fixed = sorted(set(overrides) & ENGINE_FIELDS)
         if fixed:
             raise ValueError(

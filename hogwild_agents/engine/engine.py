@@ -254,6 +254,7 @@ class HogwildEngine:
             tools=[t.to_openai_schema() for t in tool_list] or None,
             rules_template=cfg.system_prompt,
             finisher_may_call=finisher_may_call(tool_list, cfg.tool_mode, cfg.tool_choice),
+            roles=cfg.roles,
         )
         run = new_run(self.resources, texts, cfg, tool_list)
         run.messages = msgs

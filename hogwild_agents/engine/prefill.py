@@ -57,7 +57,7 @@ def _add_workers(run: RunState) -> None:
             stream=writer_stream(run.sampling.seed, name),
             guard=MarkupGuard(run.worker_markup, run.res.token_texts) if run.worker_markup else None,
         )
-        run.tools.register(name, first=i == 0)
+        run.tools.register(name)
         run.layout.current[i] = worker.block
         run.workers.append(worker)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..api.config import HogwildConfig
+from ..api.errors import InvalidRequestError
 from ..api.results import ToolEventRecord
 from ..runner.distributed import ParallelContext
 from ..tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
@@ -24,14 +26,20 @@ __all__ = ["ToolSession"]
 
 @dataclass(slots=True)
 class _WorkerTools:
+    tools: list[Tool]  # the tools this worker may call (its role's, or all)
     detector: ToolCallDetector
     constraint: TokenConstraint | None
+    auto_grammar: Any  # its free-text-until-a-call grammar (None: calls parsed from free text)
     calling: list[tuple[ToolCall, Future[ToolOutcome]]] = field(default_factory=list)
     forced: bool = False  # the constraint forces a call now; free text (with valid calls) follows it
 
 
 class ToolSession:
-    """Per-run tool state: one detector and one grammar matcher per worker, the calls, the call budget."""
+    """Per-run tool state: one detector and one grammar matcher per worker, the calls, the call budget.
+
+    Each worker may call the tools of its role (all tools without roles); its grammar and its call
+    detection know only those, so it cannot call another worker's tool even when forced.
+    """
 
     def __init__(self, res: RunResources, tools: list[Tool], cfg: HogwildConfig) -> None:
         self.res = res
@@ -41,13 +49,40 @@ class ToolSession:
         check_tool_choice(cfg.tool_choice, tools)
         self.fmt = res.tool_format if tools else None
         self.parallel: ParallelContext = res.parallel  # tools run on rank 0; their outcomes are broadcast
-        self._active = bool(tools) and cfg.tool_choice != "none"
-        constrain = self._active and cfg.constrain_tool_calls
-        self._worker_grammar = res.grammar_factory.tool_calls(tools, "auto", self.fmt) if constrain else None
+        self._choices = self._worker_choices(tools, cfg)
+        self._active = bool(tools) and cfg.tool_choice != "none" and any(t for t, _ in self._choices.values())
+        self._grammars: dict[tuple[str, ...], Any] = {}
         self._workers: dict[str, _WorkerTools] = {}
         self.calls_made = 0
         self.log: list[ToolEventRecord] = []
         self._count, self._truncate = tokenizer_counters(res.tokenizer)
+
+    def _worker_choices(self, tools: list[Tool], cfg: HogwildConfig) -> dict[str, tuple[list[Tool], str]]:
+        """Each worker's tools and first-step tool_choice, validated against the run's tools."""
+        if not cfg.roles:
+            # Without roles every worker has every tool; execute mode forces the first worker's first step.
+            forced = cfg.tool_choice if cfg.tool_mode == "execute" else "auto"
+            return {name: (list(tools), forced if i == 0 else "auto") for i, name in enumerate(cfg.names)}
+        out = {}
+        for role in cfg.roles:
+            if role.tools is None:
+                mine = list(tools)
+            else:
+                unknown = sorted(set(role.tools) - set(self.by_name))
+                if unknown:
+                    raise InvalidRequestError(
+                        f"role {role.name!r} names tools {unknown} that the request does not have "
+                        f"(tools: {', '.join(sorted(self.by_name)) or 'none'})"
+                    )
+                mine = [self.by_name[n] for n in role.tools]
+            if role.tool_choice != "auto":
+                try:
+                    check_tool_choice(role.tool_choice, mine)
+                except InvalidRequestError as e:
+                    raise InvalidRequestError(f"role {role.name!r}: {e}") from e
+            choice = role.tool_choice if cfg.tool_mode == "execute" else "auto"
+            out[role.name] = ([] if role.tool_choice == "none" else mine, choice)
+        return out
 
     @property
     def enabled(self) -> bool:
@@ -59,49 +94,56 @@ class ToolSession:
         """Whether the finisher may answer with tool calls (see :func:`finisher_may_call`)."""
         return finisher_may_call(self.tools, self.cfg.tool_mode, self.cfg.tool_choice)
 
-    def _state(self, worker: str, first: bool = False) -> _WorkerTools:
-        if worker not in self._workers:
-            factory = self.res.grammar_factory
-            grammar = self._worker_grammar
-            # Execute mode with tool_choice required/any/<name>: the first worker opens with a forced call.
-            forced = (
-                first and self.cfg.tool_mode == "execute" and self.cfg.tool_choice not in ("auto", "none")
-            )
-            if forced:
-                grammar = factory.tool_calls(self.tools, self.cfg.tool_choice, self.fmt)
-            constraint = factory.constraint(grammar) if grammar is not None else None
-            self._workers[worker] = _WorkerTools(
-                ToolCallDetector(self.fmt, self.tools), constraint, forced=forced
-            )
-        return self._workers[worker]
+    def _grammar(self, tools: list[Tool], choice: str) -> Any:
+        key = (choice, *(t.name for t in tools))
+        if key not in self._grammars:
+            self._grammars[key] = self.res.grammar_factory.tool_calls(tools, choice, self.fmt)
+        return self._grammars[key]
 
-    def register(self, worker: str, first: bool) -> None:
-        """Create the worker's tool state (``first``: the worker a required call is forced on)."""
-        if self.enabled:
-            self._state(worker, first)
+    def _state(self, worker: str) -> _WorkerTools | None:
+        state = self._workers.get(worker)
+        if state is None and self._active:
+            mine, choice = self._choices.get(worker, ([], "auto"))
+            if not mine:
+                return None
+            factory = self.res.grammar_factory
+            auto = self._grammar(mine, "auto") if self.cfg.constrain_tool_calls else None
+            forced = choice not in ("auto", "none")
+            grammar = self._grammar(mine, choice) if forced else auto
+            constraint = factory.constraint(grammar) if grammar is not None else None
+            state = _WorkerTools(mine, ToolCallDetector(self.fmt, mine), constraint, auto, forced=forced)
+            self._workers[worker] = state
+        return state
+
+    def register(self, worker: str) -> None:
+        """Create the worker's tool state (its grammar starts a forced call if its tool_choice says so)."""
+        self._state(worker)
 
     def constraint(self, worker: str) -> TokenConstraint | None:
         """The worker's grammar matcher (free text until a call starts; then a schema-valid call)."""
-        if not self.enabled:
-            return None
         state = self._state(worker)
+        if state is None:
+            return None
         if state.forced and state.constraint is not None and state.constraint.is_completed:
             state.forced = False
-            grammar = self._worker_grammar
+            grammar = state.auto_grammar
             state.constraint = self.res.grammar_factory.constraint(grammar) if grammar is not None else None
         return state.constraint
 
     def detect(self, worker: str, text: str) -> list[ToolCall]:
         """Feed a worker's new text; return the calls it completed."""
-        return self._state(worker).detector.feed(text) if self.enabled else []
+        state = self._state(worker)
+        return state.detector.feed(text) if state is not None else []
 
     def in_call(self, worker: str) -> bool:
         """Whether the worker is in the middle of writing a call (no step may end there)."""
-        return self.enabled and self._state(worker).detector.in_candidate
+        state = self._state(worker)
+        return state is not None and state.detector.in_candidate
 
     def submit(self, worker: str, call: ToolCall) -> None:
         """Start running ``call`` for ``worker`` (or answer at once with an error past the call budget)."""
         state = self._state(worker)
+        assert state is not None, "only a worker with tools detects calls"
         future: Future[ToolOutcome]
         if not self.parallel.is_leader:
             future = Future()  # never runs here: rank 0 broadcasts the outcome (see ready())
@@ -112,9 +154,10 @@ class ToolSession:
                 ToolOutcome(call, f"Error: the limit of {limit} tool calls per run is reached", is_error=True)
             )
         else:
+            mine = {t.name: t for t in state.tools}  # another worker's tool is an unknown tool here
             future = self.res.executor.submit(
                 call,
-                self.by_name.get(call.name),
+                mine.get(call.name),
                 timeout_s=self.cfg.tool_timeout_s,
                 max_result_tokens=self.cfg.max_tool_result_tokens,
                 count_tokens=self._count,
@@ -125,11 +168,12 @@ class ToolSession:
 
     def calling(self, worker: str) -> bool:
         """Whether the worker has calls whose results it has not read yet."""
-        return bool(self.enabled and self._state(worker).calling)
+        state = self._workers.get(worker)
+        return bool(state is not None and state.calling)
 
     def ready(self, worker: str) -> list[ToolOutcome] | None:
         """All outcomes of the worker's calls if every one is done (and forget them), else None."""
-        state = self._state(worker)
+        state = self._workers[worker]
         outcomes: list[ToolOutcome] | None = None
         if self.parallel.is_leader and all(future.done() for _, future in state.calling):
             outcomes = [future.result() for _, future in state.calling]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..api.config import WorkerRole
 from ..api.errors import InvalidRequestError
 
 __all__ = ["PromptTexts", "collaboration_rules", "render_prompt", "step_header"]
@@ -28,10 +30,23 @@ something useful immediately.
 - When the team has the final answer, write it once as \\boxed{{answer}}; after that it cannot change."""
 
 
-def collaboration_rules(names: list[str], template: str | None = None) -> str:
-    """The collaboration rules for ``names`` (any number of workers); ``template`` may replace ours."""
+def collaboration_rules(
+    names: list[str], template: str | None = None, roles: Sequence[WorkerRole] | None = None
+) -> str:
+    """The collaboration rules for ``names`` (any number of workers); ``template`` may replace ours.
+
+    With ``roles`` the rules end with who does what (each worker's instructions and tools), which every
+    worker reads.
+    """
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return (template or _RULES).format(count=len(names), names=listed)
+    rules = (template or _RULES).format(count=len(names), names=listed)
+    if roles:
+        lines = []
+        for role in roles:
+            tools = "" if role.tools is None else f" (tools: {', '.join(role.tools) or 'none'})"
+            lines.append(f"- {role.name}{tools}: {role.instructions or 'helps where needed.'}")
+        rules += "\n\n## Roles\n\n" + "\n".join(lines)
+    return rules
 
 
 def step_header(name: str, step: int) -> str:
@@ -90,6 +105,7 @@ def render_prompt(
     tools: list[dict[str, Any]] | None = None,
     rules_template: str | None = None,
     finisher_may_call: bool = False,
+    roles: Sequence[WorkerRole] | None = None,
 ) -> PromptTexts:
     """Render the shared prompt and the finisher turn for a run.
 
@@ -104,7 +120,7 @@ def render_prompt(
         prompt = _template(tokenizer, messages, add_generation_prompt=True, **tool_kwargs)
         finisher = _finisher_turn(tokenizer, messages, tool_kwargs, finisher_may_call)
         return PromptTexts(prompt=prompt, finisher=finisher)
-    full = _with_rules(messages, collaboration_rules(names, rules_template))
+    full = _with_rules(messages, collaboration_rules(names, rules_template, roles))
     prompt = _template(tokenizer, full, add_generation_prompt=True, **tool_kwargs)
     opens_think = prompt.rstrip().endswith("<think>")
     finisher = (
