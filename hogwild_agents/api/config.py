@@ -37,6 +37,7 @@ ENGINE_FIELDS = frozenset(
         "keep_runs",
         "overlap_host_work",
         "fused_ops",
+        "max_parallel_tools",
     }
 )
 """Options fixed when the engine is built (its store, kernels, graphs): a run cannot override them."""
@@ -123,6 +124,19 @@ class HogwildConfig(BaseModel):
         "integrations, the CLI and the server.",
     )
     probe_every: int = Field(8, ge=1, description="Worker forwards between early-exit probes.")
+    loop_guard: Literal["nudge", "stop", "off"] = Field(
+        "nudge",
+        description="When a worker commits a step that repeats an earlier one (its own or another's) at "
+        "least `loop_similarity` alike: 'nudge' opens its next step with `loop_nudge`, and stops it if it "
+        "repeats again; 'stop' stops it at once (stop reason 'loop'); 'off' lets it go on.",
+    )
+    loop_similarity: float = Field(
+        0.9, ge=0.5, le=1.0, description="How alike two steps must be to count as a repeat (difflib ratio)."
+    )
+    loop_nudge: str = Field(
+        "(That repeats earlier work. Do something new, or say that the work is done.) ",
+        description="What opens a repeating worker's next step under loop_guard='nudge'.",
+    )
     stop_on_final_answer: bool = Field(
         True, description="End generation once a committed step contains a final answer (\\boxed{...})."
     )
@@ -169,6 +183,9 @@ class HogwildConfig(BaseModel):
         description="Fused RMSNorm/RoPE/SwiGLU kernels from Liger-Kernel in the decode step: 'auto' uses "
         "them on CUDA when installed (the [fast] extra) and the family is supported; 'none' keeps the "
         "plain modules; 'liger' insists.",
+    )
+    max_parallel_tools: int = Field(
+        8, ge=1, le=256, description="Tool calls that may run at the same time (sync tools' thread pool)."
     )
     overlap_host_work: bool = Field(
         True,

@@ -12,6 +12,7 @@ __all__ = [
     "AnswerEvent",
     "Event",
     "FinishedEvent",
+    "MessageInjectedEvent",
     "StepCommittedEvent",
     "TokenEvent",
     "ToolCallFinishedEvent",
@@ -84,6 +85,16 @@ class AnswerEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageInjectedEvent:
+    """A message was added to the shared workspace mid-run (``RunStream.inject``); all see it from now."""
+
+    text: str
+    role: str
+    forward: int
+    worker: str = "injected"
+
+
+@dataclass(frozen=True, slots=True)
 class FinishedEvent:
     """The run is over; ``result`` holds everything."""
 
@@ -98,5 +109,6 @@ Event = (
     | ToolCallStartedEvent
     | ToolCallFinishedEvent
     | AnswerEvent
+    | MessageInjectedEvent
     | FinishedEvent
 )

@@ -12,7 +12,7 @@ import torch
 from ..api.config import HogwildConfig
 from ..api.errors import InvalidRequestError
 from ..api.events import Event, FinishedEvent
-from ..api.messages import Messages, normalize_messages
+from ..api.messages import Messages, check_text, normalize_messages
 from ..api.results import RunResult
 from ..runner.distributed import SINGLE_PROCESS, ParallelContext
 from ..runner.runner import ModelRunner
@@ -53,9 +53,10 @@ class RunStream:
     and the engine is ready for the next request.
     """
 
-    def __init__(self, events: Iterator[Event], cancel: Any) -> None:
+    def __init__(self, events: Iterator[Event], cancel: Any, inject: Any = None) -> None:
         self._events = events
         self._cancel = cancel
+        self._inject = inject
 
     def __iter__(self) -> RunStream:
         return self
@@ -66,6 +67,25 @@ class RunStream:
     def cancel(self) -> None:
         """Stop the run at the next engine step and free its pages (returns at once; safe from any thread)."""
         self._cancel()
+
+    def inject(self, text: str, role: str = "user") -> None:
+        """Add a message to the run's shared workspace (safe from any thread).
+
+        Every worker (and the finisher) sees it from the run's next forward on; it is recorded in the
+        trace as a block by ``"injected"``.
+
+        Raises:
+            InvalidRequestError: the text is empty or not valid Unicode, or the role is unknown.
+            RuntimeError: the engine runs under tensor parallelism (every rank would need the message).
+        """
+        if role not in ("user", "system"):
+            raise InvalidRequestError(f"an injected message's role must be 'user' or 'system', got {role!r}")
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidRequestError("an injected message must be a non-empty string")
+        check_text(text, "the injected message")
+        if self._inject is None:
+            raise RuntimeError("messages cannot be injected into a tensor-parallel run")
+        self._inject(role, text)
 
     def close(self) -> None:
         """Stop listening: cancels the run if it is still going and waits until its pages are free."""
@@ -291,7 +311,11 @@ class HogwildEngine:
             return RunStream(self._relay_serial(run), lambda: None)
         handle = self.scheduler.submit(run)
         events = self._relay(run, handle)
-        return RunStream(events, lambda: self.scheduler.cancel(handle, wait_freed=False))
+        return RunStream(
+            events,
+            lambda: self.scheduler.cancel(handle, wait_freed=False),
+            lambda role, text: self.scheduler.inject(handle, role, text),
+        )
 
     def _relay(self, run: RunState, handle: RunHandle) -> Iterator[Event]:
         for event in self.scheduler.events(handle):

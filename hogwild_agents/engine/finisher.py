@@ -19,6 +19,7 @@ from ..text.detokenize import TextStream
 from ..text.markup import MarkupGuard
 from ..text.stops import StopMatcher
 from .generate import stop_all
+from .inject import write_injections
 from .kept import suspend
 from .protocol import Phase, Plan
 from .results import build_result
@@ -76,9 +77,12 @@ def plan_finish(run: RunState) -> Plan | None:
         end_turn(run)
         return None
     assert run.layout is not None
+    injected: list[WriteGroup] = []
+    if run.injections:
+        write_injections(run, injected)  # the finisher sees a late message in its very next token
     view = build_view("combined", run.layout, None, finisher.block, with_own_header=False)
-    plan = Plan([WriteGroup("finisher", finisher.block, finisher.pending, view)])
-    plan.samples.append(finisher_sample(run, finisher, 0))
+    plan = Plan([*injected, WriteGroup("finisher", finisher.block, finisher.pending, view)])
+    plan.samples.append(finisher_sample(run, finisher, len(injected)))
     return plan
 
 

@@ -14,6 +14,7 @@ from ..api.results import StopReason
 from ..cache.layouts import build_view
 from ..cache.plan import WriteGroup
 from .budget import budget_reason, room_reason
+from .inject import INJECTED, write_injections
 from .kept import suspend
 from .probe import PROBE, add_probe, drop_probe, probe_due, take_probe
 from .protocol import Phase, Plan, Wait
@@ -59,18 +60,21 @@ def plan_generate(run: RunState) -> Plan | Wait | None:
     """The workers' next forward; a :class:`Wait` while all of them wait for tools; ``None`` if it ended."""
     collect_results(run)
     writers = [w for w in run.active() if w.pending]
+    injected: list[WriteGroup] = []
+    if run.injections and writers:
+        write_injections(run, injected)  # before the views: every writer sees the message this forward
     if not writers:
         if run.tools.outstanding():
             return Wait()
         end_generation(run, "all_stopped")
         return None
-    groups = [WriteGroup(w.name, w.block, w.pending, view_of(run, w)) for w in writers]
+    groups = [*injected, *(WriteGroup(w.name, w.block, w.pending, view_of(run, w)) for w in writers)]
     reason = budget_reason(run, groups)
     if reason is not None:
         end_generation(run, reason)
         return None
     plan = Plan(groups)
-    for i, worker in enumerate(writers):
+    for i, worker in enumerate(writers, start=len(injected)):
         if not worker.feed_only:
             plan.samples.append(worker_sample(run, worker, i, run.tools.constraint(worker.name)))
     if probe_due(run):
@@ -87,7 +91,7 @@ def apply_generate(run: RunState, ids: list[int]) -> None:
     run.usage.worker_forwards += 1
     by_name = {w.name: w for w in run.workers}
     for group in plan.groups:
-        if group.writer == PROBE:
+        if group.writer in (PROBE, INJECTED):
             continue
         worker = by_name[group.writer]
         worker.pending = []

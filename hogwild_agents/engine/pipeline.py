@@ -31,6 +31,7 @@ from ..runner.runner import ModelRunner, PendingForward, PreparedForward, Sample
 from ..runner.sampling import SampleRequest
 from ..text.markup import MarkupGuard
 from .budget import finisher_reserve
+from .inject import INJECTED
 from .probe import PROBE, probe_due
 from .protocol import Phase, Plan
 from .state import RunState
@@ -176,7 +177,7 @@ def _guess_run(run: RunState) -> _RunGuess | None:
     """The run's next plan if its current step is a plain decode step that may simply continue."""
     plan = run.inflight
     cfg = run.cfg
-    if plan is None or run.tools.enabled or cfg.stop or run.tools.outstanding():
+    if plan is None or run.tools.enabled or cfg.stop or run.tools.outstanding() or run.injections:
         return None
     if not plan.samples or len(plan.samples) != len(plan.groups):
         return None
@@ -187,7 +188,7 @@ def _guess_run(run: RunState) -> _RunGuess | None:
         return None
     if any(s.constraint is not None for s in plan.samples):
         return None
-    if any(g.writer == PROBE for g in plan.groups):
+    if any(g.writer in (PROBE, INJECTED) for g in plan.groups):
         return None
     if run.phase is Phase.GENERATE:
         if probe_due(run, run.usage.worker_forwards + 1):

@@ -52,6 +52,12 @@ class RunResources:
         """Token ids of engine-written ``text`` (headers, the finisher turn); no special tokens added."""
         return list(self.tokenizer.encode(text, add_special_tokens=False)) if text else []
 
+    def encode_untrusted(self, text: str) -> list[int]:
+        """Token ids of untrusted ``text`` as plain text: special-token strings in it are split."""
+        if not text:
+            return []
+        return list(self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+
     @functools.cached_property
     def tool_format(self) -> ToolFormat:
         """How the model writes tool calls and reads results, read from its chat template."""

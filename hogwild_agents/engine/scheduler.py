@@ -48,6 +48,7 @@ class RunHandle:
     run: RunState
     events: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     cancelled: bool = False
+    injections: list[tuple[str, str]] = field(default_factory=list)  # (role, text), guarded by the cv
     finished: threading.Event = field(default_factory=threading.Event)
 
 
@@ -105,6 +106,12 @@ class Scheduler:
             self._cv.notify()
         if wait_freed:
             handle.finished.wait()
+
+    def inject(self, handle: RunHandle, role: str, text: str) -> None:
+        """Queue a message for ``handle``'s run; it is written at the run's next forward."""
+        with self._cv:
+            handle.injections.append((role, text))
+            self._cv.notify()
 
     def close(self) -> None:
         """Cancel every run and stop the thread (the engine is being closed)."""
@@ -190,7 +197,7 @@ class Scheduler:
         """Whether the batch's runs are exactly the active ones and none was cancelled."""
         with self._cv:
             return {id(h) for h, _ in batch} == {id(h) for h in self._handles} and not any(
-                h.cancelled for h in self._handles
+                h.cancelled or h.injections for h in self._handles
             )
 
     def schedule(self, handles: list[RunHandle]) -> list[tuple[RunHandle, Plan]]:
@@ -200,6 +207,10 @@ class Scheduler:
             if handle.cancelled:
                 self._end(handle, close_run=True)
                 continue
+            if handle.injections:
+                with self._cv:
+                    handle.run.injections.extend(handle.injections)
+                    handle.injections.clear()
             try:
                 step = self._plan(handle)
             except BaseException as e:  # the run failed: its caller gets the error, the others go on

@@ -50,6 +50,7 @@ class WorkerState:
         samples: how many tokens it drew (its position in its random stream).
         stream: its random stream key (from the run's seed and its name).
         guard: keeps it from writing the workspace's markup (see :mod:`..text.markup`), or ``None``.
+        nudged: the loop guard already nudged it once (see :mod:`.loopguard`).
         stops: stop strings over its text (plain generation without a finisher), or ``None``.
     """
 
@@ -70,6 +71,7 @@ class WorkerState:
     stream: int = 0
     stops: StopMatcher | None = None
     guard: MarkupGuard | None = None
+    nudged: bool = False
 
 
 @dataclass(slots=True)
@@ -122,6 +124,10 @@ class RunState:
     final_calls: list[ToolCall] = field(default_factory=list)
     outbox: list[Event] = field(default_factory=list)
     result: RunResult | None = None
+    step_texts: list[str] = field(default_factory=list)
+    """Every committed step's own words, for the loop guard."""
+    injections: list[tuple[str, str]] = field(default_factory=list)
+    """Messages (text, role) injected by the caller, written at the run's next forward."""
     probe_block: int | None = None
     """The early-exit probe's block while its forward is in flight (see :mod:`.probe`)."""
     messages: list[dict[str, Any]] = field(default_factory=list)

@@ -12,6 +12,7 @@ from ..api.events import StepCommittedEvent, TokenEvent, ToolCallStartedEvent, W
 from ..api.results import StopReason
 from ..text.steps import contains_final_answer, ends_step
 from ..tools import ToolCall
+from .loopguard import is_repeat
 from .selfcheck import step_opening
 from .state import RunState, WorkerState
 
@@ -89,13 +90,22 @@ def commit(run: RunState, worker: WorkerState, end_token: int) -> bool:
         run.layout.history.append(worker.block)
         worker.block = new_block(run, worker.name, "step")
         run.layout.current[worker.index] = worker.block
+    final = contains_final_answer(text)
+    if run.cfg.collaboration and is_repeat(run, worker, text) and not final:
+        if run.cfg.loop_guard == "stop" or worker.nudged:
+            stop_worker(run, worker, "loop")
+            return False
+        worker.nudged = True
+        nudge = run.cfg.loop_nudge
+    else:
+        nudge = ""
     worker.step += 1
     worker.text.reset()
     worker.pending = [end_token]
     worker.text.add([end_token])
     if run.cfg.collaboration:
-        feed_text(run, worker, step_opening(run.cfg, worker))
-    return contains_final_answer(text)
+        feed_text(run, worker, step_opening(run.cfg, worker) + nudge)
+    return final
 
 
 def stop_worker(run: RunState, worker: WorkerState, reason: str) -> None:
