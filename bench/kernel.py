@@ -341,7 +341,7 @@ def tune(args) -> LaunchConfig:
         hq, hkv = MODELS[model]
         setups.append(make_setup(hq, hkv, length, workers, args.page_size, args.step_len, args.min_cycle_mib))
     knobs = {
-        "num_stages": [None, 3, 4, 5],
+        "num_stages": [None, 3, 4],
         "num_warps": [None, 4, 8],
         "waves": [2.0, 1.0, 4.0],
         "rotate_on_change": [True, False],

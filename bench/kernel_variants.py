@@ -12,10 +12,10 @@ Variants (all on the current kernel code; the true "before" numbers are in bench
 - ``old-rule``: the previous launch rule: 16-row tiles up to 48 rows (several programs re-read each KV
   tile), one 64-row tile above; rotation every tile; splits ``ceil(2 x SMs / programs)``; 5 stages;
 - ``default``: the current defaults (one program per KV head up to 64 rows; rotation only where a row's
-  shift changes; splits at or under 2 x SMs, bounded by partial traffic; 4 stages at 64 rows);
+  shift changes; splits at or under 2 x SMs, bounded by partial traffic; constexpr pool strides);
 - ``every-tile``: the defaults with the rotation recomputed every tile;
 - ``warps8``: 8 warps for 32-row tiles too; ``rows16``: at most 16 rows per program (re-reads);
-- ``stages5`` / ``stages3``: pipelining depth 5 / 3 everywhere; ``no-partial-bound``: splits from the SM
+- ``stages4`` / ``stages3``: pipelining depth 4 / 3 (default 5); ``no-partial-bound``: splits from the SM
   count alone.
 
 Usage: python bench/kernel_variants.py [--variants default,old-rule,...] [--models qwen2.5-7b,qwen2.5-14b]
@@ -60,7 +60,7 @@ VARIANTS = {  # name: (hq, hkv, W, entries, SMs) -> LaunchConfig
     "every-tile": lambda hq, hkv, w, e, sms: LaunchConfig(rotate_on_change=False),
     "warps8": lambda hq, hkv, w, e, sms: LaunchConfig(num_warps=8 if _rows(hq, hkv, w) > 16 else None),
     "rows16": lambda hq, hkv, w, e, sms: LaunchConfig(max_block_m=16),
-    "stages5": lambda hq, hkv, w, e, sms: LaunchConfig(num_stages=5),
+    "stages4": lambda hq, hkv, w, e, sms: LaunchConfig(num_stages=4),
     "stages3": lambda hq, hkv, w, e, sms: LaunchConfig(num_stages=3),
     "no-partial-bound": lambda hq, hkv, w, e, sms: LaunchConfig(max_partial_ratio=None),
 }

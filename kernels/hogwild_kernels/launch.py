@@ -33,7 +33,7 @@ class LaunchConfig:
         max_block_m: most query rows per program tile (16, 32 or 64); more rows than this are spread over
             several programs that read the same KV tiles. ``None``: 64, i.e. every query row of a KV head
             (all workers x the GQA group, up to 64) in one program, so each KV tile is read once.
-        num_stages: software-pipelining depth of the K/V loads; ``None``: 5, or 4 for 64-row tiles.
+        num_stages: software-pipelining depth of the K/V loads; ``None``: 5.
         waves: programs per SM the split count aims at; the grid is kept at or under
             ``waves x SMs`` programs (never a few over, which would add a tail wave).
         min_tiles_per_split: fewest KV tiles a split gets.
@@ -143,17 +143,19 @@ def plan_launch(
         splits = max(1, int(cfg.waves * sm_count) // programs)
         fewest = max(1, cfg.min_tiles_per_split)
         if cfg.max_partial_ratio is not None:
-            # partial bytes per split: block_m x D x 4; KV bytes per tile: block_n x D x 4 (K and V, 16-bit)
-            fewest = max(fewest, math.ceil(block_m / (cfg.max_partial_ratio * block_n)))
+            # partial bytes a program writes: its real rows x D x 4 (fp32); KV bytes per tile: block_n x D x 4
+            # (K and V, 16-bit). Qwen2.5-7B 4k W=8 (56 rows, 80 tiles per head) took 40 splits of two tiles:
+            # 4.6 MB of partials written and merged per layer against 8 MiB of KV (bench/kernel.py's layout).
+            fewest = max(fewest, math.ceil(min(rows, block_m) / (cfg.max_partial_ratio * block_n)))
         splits = max(1, min(splits, num_tiles // fewest))
     tiles_per_split = _cdiv(num_tiles, splits)
     splits = _cdiv(num_tiles, tiles_per_split)  # no empty trailing splits
     # 8 warps for 32-row tiles (tried against the 255-register spills at 4 warps) measured slower on
     # H200: Qwen2.5-7B 32k W=4 61.4 vs 50.5 µs, Llama-3.1-8B 32k W=8 114.9 vs 81.6 (bench/RESULTS.md).
     num_warps = cfg.num_warps or (8 if block_m >= 64 else 4)
-    # 5 stages at 64 rows take 117 KB of shared memory (compiled for sm_90, Triton 3.9): one program per SM
-    # (228 KB); 4 stages take 83 KB, so two programs share an SM as at 16 and 32 rows (37-75 KB).
-    num_stages = cfg.num_stages or (4 if block_m >= 64 else 5)
+    # 5 stages (the H100 sweep above). At 64 rows they take 117 KB of shared memory (sm_90, Triton 3.9), so
+    # one program per SM, but so do its 228-237 registers x 256 threads; 4 stages (83 KB) is a variant.
+    num_stages = cfg.num_stages or 5
     return LaunchPlan(
         block_n,
         tiles_per_page,

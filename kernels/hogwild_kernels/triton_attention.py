@@ -315,12 +315,14 @@ def _shifted_attention_split_kernel(
     tiles_per_split,
     stride_qt,
     stride_qh,
-    stride_kp,
-    stride_ks,
-    stride_kh,
-    stride_vp,
-    stride_vs,
-    stride_vh,
+    # page-pool strides are constexpr: the loads' addresses become immediates (sm_90 SASS, Triton 3.9:
+    # 7% fewer loop instructions at 16 rows, spills 96 -> 24 bytes at 32 rows); one compile per pool shape
+    stride_kp: tl.constexpr,
+    stride_ks: tl.constexpr,
+    stride_kh: tl.constexpr,
+    stride_vp: tl.constexpr,
+    stride_vs: tl.constexpr,
+    stride_vh: tl.constexpr,
     stride_ot,
     stride_oh,
     qk_scale,  # softmax scale * log2(e)
