@@ -57,7 +57,7 @@ class LaunchConfig:
     # it paid a second cross-row reduction per tile and sin/cos; now its flag rides on the reduction
     # the tile already does, and the rotation reads the cos/sin table (compiled sm_90 SASS, Triton 3.9:
     # the loop body is 508 instructions per warp at 16 rows with the table read every tile, 420 without;
-    # 826 vs 578 at 32 rows). Not yet timed on a GPU: bench/kernel_variants.py --suite w-scaling compares.
+    # 826 vs 578 at 32 rows). Not yet timed on a GPU: bench/kernel_variants.py times it against the rest.
     block_n: int | None = None
     num_warps: int | None = None
     max_block_m: int | None = None
