@@ -14,6 +14,10 @@ appends it to bench/RESULTS.md with the card, versions, command and commit. ``--
 greedy sweep of launch configurations on a few shapes.
 
 Usage: python bench/kernel.py [--models qwen2.5-7b,...] [--lengths 4096,16384,32768] [--workers 1,2,4,8]
+
+W-scaling at large GQA groups (issue 14): ``--models qwen2.5-7b,qwen2.5-14b --workers 1,4,8 --skip-baselines``
+prints ×W=1 (the W-ratio) and TB/s per cell and checks the ≤ 1.15 (W=4) / ≤ 1.35 (W=8) targets at 16k+.
+``--page-size N`` benchmarks another page size (every size 1..1024 is served).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests" / "kernels"))  # the tests' metadata facto
 sys.path.insert(0, str(ROOT / "kernels"))
 
 from hogwild_kernels import ShiftedAttentionMetadata, shifted_attention_reference  # noqa: E402
+from hogwild_kernels.launch import plan_launch  # noqa: E402
 from hogwild_kernels.metadata import with_shift_table  # noqa: E402
 from hogwild_kernels.triton_attention import (  # noqa: E402
     AttentionWorkspace,
@@ -202,6 +207,15 @@ def relative_error(s: Setup, cfg: LaunchConfig | None) -> float:
     return float((out - ref).norm() / ref.norm())
 
 
+def describe_launch(s: Setup, hq: int, hkv: int, page_size: int, cfg: LaunchConfig | None) -> str:
+    """The launch the kernel takes for this setup, e.g. ``M32x1 S66 w4 st5`` (rows per tile x row tiles,
+    splits, warps, stages)."""
+    sms = 4 if DEVICE == "cpu" else torch.cuda.get_device_properties(0).multi_processor_count
+    rows = s.workers * (hq // hkv)
+    p = plan_launch(page_size, s.meta.num_entries, rows, hkv, sms, cfg or LaunchConfig())
+    return f"M{p.block_m}x{p.m_tiles} S{p.splits} w{p.num_warps} st{p.num_stages}"
+
+
 def fmt(t):
     return f"{t[1]:.1f} ({t[0]:.1f}–{t[2]:.1f})"
 
@@ -212,6 +226,7 @@ def measure_cell(args, cfg, model, length, workers, base_w1) -> dict:
     layers = len(s.keys)
     tri = time_triton(s, cfg, args.reps)
     row = dict(model=model, L=length, W=workers, kv_mib=s.kv_bytes / 2**20, layers=layers, triton=tri)
+    row["launch"] = describe_launch(s, hq, hkv, args.page_size, cfg)
     row["tbps"] = s.kv_bytes / (tri[1] * 1e-6) / 1e12
     row["ratio_w1"] = tri[1] / (base_w1 or tri[1])
     if not args.skip_baselines:
@@ -247,8 +262,8 @@ def run_matrix(args, cfg: LaunchConfig | None) -> tuple[list[dict], str]:
 
 
 def render(rows, skip_baselines) -> str:
-    head = "| model | L | W | KV MiB/layer | triton µs (p20–p80) | TB/s | ×W=1 |"
-    sep = "|---|---|---|---|---|---|---|"
+    head = "| model | L | W | KV MiB/layer | launch | triton µs (p20–p80) | TB/s | ×W=1 |"
+    sep = "|---|---|---|---|---|---|---|---|"
     if not skip_baselines:
         head += (
             " unbatched µs | unbatched/batched | SDPA flash µs | SDPA TB/s | reference µs (triton rel. err) |"
@@ -257,8 +272,8 @@ def render(rows, skip_baselines) -> str:
     lines = [head, sep]
     for r in rows:
         line = (
-            f"| {r['model']} | {r['L'] // 1024}k | {r['W']} | {r['kv_mib']:.1f} | {fmt(r['triton'])} | "
-            f"{r['tbps']:.2f} | {r['ratio_w1']:.2f} |"
+            f"| {r['model']} | {r['L'] // 1024}k | {r['W']} | {r['kv_mib']:.1f} | {r['launch']} | "
+            f"{fmt(r['triton'])} | {r['tbps']:.2f} | {r['ratio_w1']:.2f} |"
         )
         if not skip_baselines:
             ref = f"{r['reference']:.0f} (err {r['rel_err']:.1e})" if "reference" in r else "–"
@@ -299,9 +314,9 @@ def targets(rows) -> str:
     )
     long = [r for r in rows if r["L"] >= 16384 and r["W"] in (4, 8)]
     check(
-        "time(W=4)/time(W=1) ≤ 1.10 and W=8 ≤ 1.20 at L ≥ 16k",
+        "time(W=4)/time(W=1) ≤ 1.15 and W=8 ≤ 1.35 at L ≥ 16k (issue 14)",
         [f"{r['model']} {r['L'] // 1024}k W={r['W']}: {r['ratio_w1']:.2f}" for r in long],
-        all(r["ratio_w1"] <= (1.10 if r["W"] == 4 else 1.20) for r in long),
+        all(r["ratio_w1"] <= (1.15 if r["W"] == 4 else 1.35) for r in long),
     )
     w8 = [r for r in rows if r["L"] >= 32768 and r["W"] == 8 and "unbatched" in r]
     check(
@@ -326,14 +341,14 @@ def tune(args) -> LaunchConfig:
         hq, hkv = MODELS[model]
         setups.append(make_setup(hq, hkv, length, workers, args.page_size, args.step_len, args.min_cycle_mib))
     knobs = {
-        "num_stages": [4, 3, 5],
-        "tiles_per_iter": [1, 2],
+        "num_stages": [None, 3, 4],
         "num_warps": [None, 4, 8],
-        "waves": [4.0, 2.0, 8.0],
-        "rotate_every_tile": [False, True],
+        "waves": [2.0, 1.0, 4.0],
+        "rotate_on_change": [True, False],
+        "max_partial_ratio": [0.5, 0.25, None],
         "min_tiles_per_split": [1, 2],
     }
-    best = LaunchConfig(num_stages=4, waves=4.0, min_tiles_per_split=1)
+    best = LaunchConfig()
     cache = {}
 
     def score(cfg):

@@ -4,7 +4,9 @@ One launch serves a whole forward pass. The query rows of *all* groups (query to
 one KV head) are packed into the M dimension of ``tl.dot``, so every KV page tile is loaded once per step
 for every group that sees it. Each row is rotated by its own shift ``δ = entry_shift[group(row), e]``
 (rotate-half, partial rotary) in registers; the rotation is recomputed only when some row's shift changes
-(at block boundaries), because δ is constant over the pages of one block.
+(at block boundaries), because δ is constant over the pages of one block. Tiles are powers of two of at
+most 64 keys, decoupled from the page size: a page is one or several tiles and the slots past its size
+are masked, so every page size works (sizes that are powers of two or multiples of 64 fill every tile).
 
 Long caches are split across programs (split-K over the entry list) so that ~all SMs stream KV; each split
 writes a partial ``(out, lse)`` and :func:`_merge_splits_kernel` combines them by log-sum-exp. Every
@@ -14,63 +16,26 @@ count), never on metadata values, so the call can be captured in a CUDA graph.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
+from .launch import LaunchConfig, LaunchPlan, default_block_n, plan_launch
 from .metadata import ShiftedAttentionMetadata, check_metadata
 
-__all__ = ["AttentionWorkspace", "LaunchConfig", "shifted_attention_triton"]
+__all__ = [
+    "AttentionWorkspace",
+    "LaunchConfig",
+    "LaunchPlan",
+    "default_block_n",
+    "plan_launch",
+    "shifted_attention_triton",
+]
 
 _LOG2E = 1.4426950408889634
 _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
-_NO_SHIFT = tl.constexpr(-(2**31) + 1)  # sentinel "no rotation computed yet" (never a real shift)
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchConfig:
-    """Tile sizes and split policy of the split kernel (defaults chosen by measurement on H100, see below).
-
-    Attributes:
-        block_n: keys per tile; ``None`` means ``min(page_size, 64)`` (at least 16). Must divide the
-            page size when smaller than it.
-        num_warps: warps per program of the split kernel; ``None``: 8 for 64-row tiles, else 4.
-        max_block_m: most query rows per program tile (16, 32 or 64); more rows than this are spread over
-            several programs that read the same KV tiles (the repeats mostly hit L2). ``None``: 64 when
-            there are more than 48 rows (a 64-row tile is then mostly full), else 16.
-        num_stages: software-pipelining depth of the K/V loads.
-        waves: target number of programs per SM when choosing the split count.
-        min_tiles_per_split: fewest KV tiles a split gets (bounds partial-result traffic).
-        num_splits: force a split count (tests); ``None`` chooses from the SM count.
-        live_mode: tiles no row of the program sees: 1 predicates their loads off, 2 branches around the
-            tile. ``None``: 2 when a group has several queries (chunks, prefill: skips causally masked
-            tiles), else 1.
-        rotate_every_tile: recompute the query rotation for every tile instead of only when a row's shift
-            changes (saves a cross-warp reduction per tile, costs M x D sin/cos per tile).
-        tiles_per_iter: 1 or 2 tiles per loop iteration (2: the second tile's loads are issued before the
-            first is computed; decode only).
-
-    """
-
-    # Defaults from the greedy sweep in bench/kernel.py --tune on an H100 (bench/RESULTS.md, 2026-11-26,
-    # commit b32fe14): geometric mean of per-layer µs over Qwen2.5-7B 4k W=1 / 32k W=8, Qwen2.5-14B 16k W=4,
-    # Llama-3.1-8B 32k W=1: num_stages 3/4/5 -> 53.1/53.2/51.5; waves 2/4/8 -> 46.0/51.5/70.7;
-    # rotate_every_tile -> 43.1 (vs 46.0: no branch + reduction in the loop); tiles_per_iter=2 -> 93.3;
-    # min_tiles_per_split 2 -> 43.7. block_n=32 lost earlier (79.4 vs 57.8, H200, previous kernel).
-    block_n: int | None = None
-    num_warps: int | None = None
-    max_block_m: int | None = None
-    num_stages: int = 5
-    waves: float = 2.0
-    min_tiles_per_split: int = 1
-    num_splits: int | None = None
-    live_mode: int | None = None
-    rotate_every_tile: bool = True
-    tiles_per_iter: int = 1
 
 
 @triton.jit
@@ -154,7 +119,6 @@ def _mma(a, b, acc, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
 @triton.jit
 def _tile_view(
     tile,
-    tile_hi,
     PageIds,
     PageLen,
     EntryPos,
@@ -162,33 +126,52 @@ def _tile_view(
     meta_row,
     row_ok,
     qpos,
+    prev_sees,
+    prev_shift,
     PAGE_SIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     TILES_PER_PAGE: tl.constexpr,
+    ON_CHANGE: tl.constexpr,
 ):
     """One KV tile as the program's rows see it.
 
-    Visibility (metadata.py): ``epos >= 0``, ``slot < page_len``, ``epos + slot <= qpos``. A tile past
-    ``tile_hi`` (the unrolled tail) or that no row sees gets ``key_end = 0``: its loads are predicated off,
-    so pages nobody sees are never read (they may hold garbage, even NaN, that 0 * NaN in P @ V would leak).
+    Visibility (metadata.py): ``epos >= 0``, ``slot < page_len``, ``epos + slot <= qpos``, folded into one
+    tile-local ``limit`` per row (the last key index the row sees, ``-1`` for none) so that the score mask
+    is one compare per element. A tile no row sees gets ``key_end = 0``: its loads are predicated off, so
+    pages nobody sees are never read (they may hold garbage, even NaN, that 0 * NaN in P @ V would leak).
+    A tile may cover only part of a page: a page of ``PAGE_SIZE`` slots is ``TILES_PER_PAGE =
+    cdiv(PAGE_SIZE, BLOCK_N)`` tiles, and slots at or past ``page_len`` (<= ``PAGE_SIZE``) are masked like
+    unfilled ones, so any page size works.
+
+    With ``ON_CHANGE``, ``rotate`` says whether some row that sees this tile either did not see the
+    previous tile or had another shift there (``prev_sees``/``prev_shift``, carried from the previous
+    iteration; "saw nothing" before a split's first tile). Rows that see a tile then hold its rotation,
+    by induction over the tiles: a row that saw the previous tile holds that tile's shift, so only a
+    change forces a new rotation. The flag comes from metadata loads alone, never from the rotation's
+    loop-carried result, so the K/V loads stay software-pipelined (a flag compared against the rotation
+    state itself made every load wait: compiled TTGIR, ``async_wait {num = 0}``). Every tile of the loop
+    is processed (``live_mode`` 1), which the induction needs.
 
     Returns:
-        ``(page, slot0, key_end, row_sees [M], limit [M], shift [M], live, entry)``.
+        ``(page, slot0, key_end, row_sees [M], limit [M], shift [M], live, rotate, entry)``.
 
     """
-    t = tl.minimum(tile, tile_hi - 1)
-    entry = t // TILES_PER_PAGE
-    slot0 = (t % TILES_PER_PAGE) * BLOCK_N
+    entry = tile // TILES_PER_PAGE
+    slot0 = (tile % TILES_PER_PAGE) * BLOCK_N
     page = tl.load(PageIds + entry).to(tl.int64)
-    plen = tl.load(PageLen + entry)
+    plen = tl.minimum(tl.load(PageLen + entry), PAGE_SIZE)
     epos = tl.load(EntryPos + meta_row + entry, mask=row_ok, other=-1)
     shift = tl.load(EntryShift + meta_row + entry, mask=row_ok, other=0)
-    epos = tl.where(tile < tile_hi, epos, -1)
     row_sees = epos >= 0
-    limit = qpos - epos - slot0  # last visible tile-local key index of each row
-    live = tl.max((row_sees & (limit >= 0)).to(tl.int32), axis=0) > 0
-    key_end = tl.where(live, tl.minimum(plen, PAGE_SIZE), 0)
-    return page, slot0, key_end, row_sees, limit, shift, live, entry
+    limit = tl.where(row_sees, tl.minimum(qpos - epos, plen - 1) - slot0, -1)
+    live = tl.max((limit >= 0).to(tl.int32), axis=0) > 0
+    if ON_CHANGE:
+        changed = row_sees & ((~prev_sees) | (prev_shift != shift))
+        rotate = tl.max(changed.to(tl.int32), axis=0) > 0
+    else:
+        rotate = live
+    key_end = tl.where(live, plen, 0)
+    return page, slot0, key_end, row_sees, limit, shift, live, rotate, entry
 
 
 @triton.jit
@@ -233,7 +216,7 @@ def _load_kv(
         mask=keys_ok[:, None] & col_ok[None, :],
         other=0.0,
     )
-    return k1, k2, k_rest, v, keys_ok
+    return k1, k2, k_rest, v
 
 
 @triton.jit
@@ -242,23 +225,36 @@ def _query_for_tile(
     q2,
     q1r,
     q2r,
-    cur_shift,
+    rotate,
     row_sees,
     shift,
     freq,
+    CosSin,
+    cs_row,
+    c_h,
+    h_ok,
     qk_scale,
     DTYPE: tl.constexpr,
-    EVERY_TILE: tl.constexpr,
+    ROT_HALF: tl.constexpr,
+    ROPE_TABLE: tl.constexpr,
+    ON_CHANGE: tl.constexpr,
 ):
-    """Return the rotated query halves for a tile (every tile, or only when a seeing row's shift changes)."""
-    if EVERY_TILE:
-        q1r, q2r = _rotate_halves(q1, q2, tl.where(row_sees, shift, 0), freq, qk_scale, DTYPE)
-    else:
-        want = tl.where(row_sees, shift, cur_shift)
-        if tl.max((want != cur_shift).to(tl.int32), axis=0) > 0:  # block boundary (rare)
-            cur_shift = want
-            q1r, q2r = _rotate_halves(q1, q2, tl.where(want == _NO_SHIFT, 0, want), freq, qk_scale, DTYPE)
-    return q1r, q2r, cur_shift
+    """The rotated query halves for a tile: recomputed every tile, or (``ON_CHANGE``) only when ``rotate``.
+
+    ``ON_CHANGE`` keeps the rotation in registers and recomputes it only when a row's shift changes, i.e.
+    at block boundaries: δ is constant over a block's pages, so over the long history block no row
+    rotates and no cos/sin is read. Rows that do not see the tile get the unrotated query; that is
+    harmless, as only rows that see a tile must hold its shift (see :func:`_tile_view`), and keeps the
+    old rotation out of the loop-carried state (no per-row select, fewer live registers).
+    """
+    if (not ON_CHANGE) or rotate:  # with ON_CHANGE: a block boundary (rare), a uniform branch
+        if ROPE_TABLE:
+            q1r, q2r = _rotate_from_table(
+                q1, q2, CosSin, cs_row, row_sees, c_h, h_ok, qk_scale, DTYPE, ROT_HALF
+            )
+        else:
+            q1r, q2r = _rotate_halves(q1, q2, tl.where(row_sees, shift, 0), freq, qk_scale, DTYPE)
+    return q1r, q2r
 
 
 @triton.jit
@@ -270,8 +266,6 @@ def _attend_tile(
     k2,
     k_rest,
     v,
-    keys_ok,
-    row_sees,
     limit,
     n_off,
     m_i,
@@ -289,8 +283,7 @@ def _attend_tile(
     s = _mma(q2r, tl.trans(k2), s, DOT_UPCAST, DOT_PRECISION)
     if REST_PAD > 0:
         s = _mma(q_rest, tl.trans(k_rest), s, DOT_UPCAST, DOT_PRECISION)
-    visible = row_sees[:, None] & keys_ok[None, :] & (n_off[None, :] <= limit[:, None])
-    s = tl.where(visible, s, float("-inf"))
+    s = tl.where(n_off[None, :] <= limit[:, None], s, float("-inf"))  # limit folds every visibility rule
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # fully masked so far: avoid -inf - -inf
     p = tl.exp2(s - m_safe[:, None])
@@ -322,12 +315,14 @@ def _shifted_attention_split_kernel(
     tiles_per_split,
     stride_qt,
     stride_qh,
-    stride_kp,
-    stride_ks,
-    stride_kh,
-    stride_vp,
-    stride_vs,
-    stride_vh,
+    # page-pool strides are constexpr: the loads' addresses become immediates (sm_90 SASS, Triton 3.9:
+    # 7% fewer loop instructions at 16 rows, spills 96 -> 24 bytes at 32 rows); one compile per pool shape
+    stride_kp: tl.constexpr,
+    stride_ks: tl.constexpr,
+    stride_kh: tl.constexpr,
+    stride_vp: tl.constexpr,
+    stride_vs: tl.constexpr,
+    stride_vh: tl.constexpr,
     stride_ot,
     stride_oh,
     qk_scale,  # softmax scale * log2(e)
@@ -342,8 +337,7 @@ def _shifted_attention_split_kernel(
     TILES_PER_PAGE: tl.constexpr,
     BLOCK_M: tl.constexpr,
     LIVE_MODE: tl.constexpr,
-    ROTATE_EVERY_TILE: tl.constexpr,
-    TILES_PER_ITER: tl.constexpr,
+    ROTATE_ON_CHANGE: tl.constexpr,
     WRITE_FINAL: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     DOT_UPCAST: tl.constexpr,
@@ -393,7 +387,6 @@ def _shifted_attention_split_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, D_PAD], tl.float32)
-    cur_shift = tl.full([BLOCK_M], _NO_SHIFT, tl.int32)
 
     if DYN_TILES:  # a graph captured for an entry capacity: spread only the live entries over the splits
         live_tiles = tl.load(NumLive) * TILES_PER_PAGE
@@ -403,55 +396,32 @@ def _shifted_attention_split_kernel(
     else:
         tile_lo = split * tiles_per_split
         tile_hi = tl.minimum(tile_lo + tiles_per_split, num_tiles)
-    for t0 in range(tile_lo, tile_hi, TILES_PER_ITER):
-        page, slot0, key_end, sees, limit, shift, live, entry = _tile_view(
-            t0, tile_hi, PageIds, PageLen, EntryPos, EntryShift, meta_row, row_ok, qpos, PAGE_SIZE, BLOCK_N,
-            TILES_PER_PAGE,
+    prev_sees = tl.zeros([BLOCK_M], tl.int1)  # the previous tile's visibility and shifts (on-change)
+    prev_shift = tl.zeros([BLOCK_M], tl.int32)
+    for tile in range(tile_lo, tile_hi):
+        page, slot0, key_end, sees, limit, shift, live, rotate, entry = _tile_view(
+            tile, PageIds, PageLen, EntryPos, EntryShift, meta_row, row_ok, qpos, prev_sees, prev_shift,
+            PAGE_SIZE, BLOCK_N, TILES_PER_PAGE, ROTATE_ON_CHANGE,
         )  # fmt: skip
-        if TILES_PER_ITER == 2:
-            page_b, slot0_b, key_end_b, sees_b, limit_b, shift_b, live_b, entry_b = _tile_view(
-                t0 + 1, tile_hi, PageIds, PageLen, EntryPos, EntryShift, meta_row, row_ok, qpos, PAGE_SIZE,
-                BLOCK_N, TILES_PER_PAGE,
-            )  # fmt: skip
+        prev_sees = sees
+        prev_shift = shift
         if LIVE_MODE == 2:
             run = live  # branch around unseen tiles (causal chunks, prefill)
         else:
             run = True  # unseen tiles are predicated off (key_end = 0): no branch in the pipelined loop
         if run:
-            k1, k2, k_rest, v, keys_ok = _load_kv(
+            k1, k2, k_rest, v = _load_kv(
                 K, V, page, slot0, key_end, kv_head, stride_kp, stride_ks, stride_kh, stride_vp, stride_vs,
                 stride_vh, c_h, h_ok, c_r, r_ok, cols, col_ok, n_off, ROT_HALF, REST_PAD,
             )  # fmt: skip
-            if TILES_PER_ITER == 2:  # second tile's loads in flight while the first is computed
-                k1_b, k2_b, k_rest_b, v_b, keys_ok_b = _load_kv(
-                    K, V, page_b, slot0_b, key_end_b, kv_head, stride_kp, stride_ks, stride_kh, stride_vp,
-                    stride_vs, stride_vh, c_h, h_ok, c_r, r_ok, cols, col_ok, n_off, ROT_HALF, REST_PAD,
-                )  # fmt: skip
-            if ROPE_TABLE:
-                q1r, q2r = _rotate_from_table(
-                    q1, q2, CosSin, meta_row + entry, sees, c_h, h_ok, qk_scale, dtype, ROT_HALF
-                )
-            else:
-                q1r, q2r, cur_shift = _query_for_tile(
-                    q1, q2, q1r, q2r, cur_shift, sees, shift, freq, qk_scale, dtype, ROTATE_EVERY_TILE
-                )
-            m_i, l_i, acc = _attend_tile(
-                q1r, q2r, q_rest, k1, k2, k_rest, v, keys_ok, sees, limit, n_off, m_i, l_i, acc, BLOCK_M,
-                BLOCK_N, REST_PAD, dtype, DOT_UPCAST, DOT_PRECISION,
+            q1r, q2r = _query_for_tile(
+                q1, q2, q1r, q2r, rotate, sees, shift, freq, CosSin, meta_row + entry, c_h, h_ok,
+                qk_scale, dtype, ROT_HALF, ROPE_TABLE, ROTATE_ON_CHANGE,
             )  # fmt: skip
-            if TILES_PER_ITER == 2:
-                if ROPE_TABLE:
-                    q1r, q2r = _rotate_from_table(
-                        q1, q2, CosSin, meta_row + entry_b, sees_b, c_h, h_ok, qk_scale, dtype, ROT_HALF
-                    )
-                else:
-                    q1r, q2r, cur_shift = _query_for_tile(
-                        q1, q2, q1r, q2r, cur_shift, sees_b, shift_b, freq, qk_scale, dtype, ROTATE_EVERY_TILE
-                    )
-                m_i, l_i, acc = _attend_tile(
-                    q1r, q2r, q_rest, k1_b, k2_b, k_rest_b, v_b, keys_ok_b, sees_b, limit_b, n_off, m_i, l_i,
-                    acc, BLOCK_M, BLOCK_N, REST_PAD, dtype, DOT_UPCAST, DOT_PRECISION,
-                )  # fmt: skip
+            m_i, l_i, acc = _attend_tile(
+                q1r, q2r, q_rest, k1, k2, k_rest, v, limit, n_off, m_i, l_i, acc, BLOCK_M, BLOCK_N, REST_PAD,
+                dtype, DOT_UPCAST, DOT_PRECISION,
+            )  # fmt: skip
 
     seen = l_i > 0.0
     out = acc / tl.where(seen, l_i, 1.0)[:, None]  # a row that saw nothing stays 0 with lse = -inf
@@ -600,32 +570,9 @@ def shifted_attention_triton(
     key_pages = key_pages if key_pages.stride(-1) == 1 else key_pages.contiguous()
     value_pages = value_pages if value_pages.stride(-1) == 1 else value_pages.contiguous()
 
-    block_n = cfg.block_n or min(page_size, 64)
-    block_n = max(16, block_n)
-    if block_n < page_size and page_size % block_n:
-        raise ValueError(f"block_n={block_n} must divide page_size={page_size}")
-    tiles_per_page = max(1, page_size // block_n)
-    num_tiles = num_entries * tiles_per_page
-
-    rows = t_total * gqa
-    # Row tiles, from the before/after sweep (bench/kernel_variants.py, H200, bench/RESULTS.md 2026-11-26):
-    # 16-row tiles with the cos/sin table beat one 32-row tile (Qwen2.5-7B 32k W=4: 39.1 vs 50.5 µs;
-    # Qwen2.5-14B 16k W=8 (40 rows): 55.6 vs 90.7) but lose to a full 64-row tile at 56 rows (Qwen2.5-7B
-    # 32k W=8: 68.8 vs 59.4): the extra programs re-read each KV tile, mostly from L2.
-    if cfg.max_block_m is None:
-        cap = 64 if rows > 48 else 16
-    else:
-        cap = max(16, min(64, cfg.max_block_m))
-    block_m = cap if rows >= cap else max(16, triton.next_power_of_2(rows))
-    m_tiles = triton.cdiv(rows, block_m)
-    programs = hkv * m_tiles
-    if cfg.num_splits is not None:
-        splits = max(1, min(cfg.num_splits, num_tiles))
-    else:
-        want = max(1, math.ceil(cfg.waves * _sm_count(device) / programs))
-        splits = max(1, min(want, num_tiles // max(1, cfg.min_tiles_per_split)))
-    tiles_per_split = triton.cdiv(num_tiles, splits)
-    splits = triton.cdiv(num_tiles, tiles_per_split)  # no empty trailing splits
+    plan = plan_launch(page_size, num_entries, t_total * gqa, hkv, _sm_count(device), cfg)
+    block_n, tiles_per_page, block_m = plan.block_n, plan.tiles_per_page, plan.block_m
+    rows, num_tiles, splits, tiles_per_split = plan.rows, plan.num_tiles, plan.splits, plan.tiles_per_split
     if cfg.live_mode is not None:
         live_mode = cfg.live_mode
     else:
@@ -642,12 +589,9 @@ def shifted_attention_triton(
     d_pad = triton.next_power_of_2(max(head_dim, 16))
     rot_half = inv_freq.shape[0]
     rest = head_dim - 2 * rot_half
-    # 8 warps for 32-row tiles (tried against the 255-register spills at 4 warps) measured slower on
-    # H200: Qwen2.5-7B 32k W=4 61.4 vs 50.5 µs, Llama-3.1-8B 32k W=8 114.9 vs 81.6 (bench/RESULTS.md).
-    num_warps = cfg.num_warps or (8 if block_m >= 64 else 4)
     rope_table = meta.shift_cos_sin is not None
     dyn_tiles = meta.num_live_entries is not None
-    _shifted_attention_split_kernel[(hkv, m_tiles, splits)](
+    _shifted_attention_split_kernel[(hkv, plan.m_tiles, splits)](
         query,
         key_pages,
         value_pages,
@@ -688,8 +632,8 @@ def shifted_attention_triton(
         TILES_PER_PAGE=tiles_per_page,
         BLOCK_M=block_m,
         LIVE_MODE=live_mode,
-        ROTATE_EVERY_TILE=cfg.rotate_every_tile,
-        TILES_PER_ITER=1 if live_mode == 2 else cfg.tiles_per_iter,
+        # a skipped tile (live_mode 2) does not rotate, which the on-change induction needs
+        ROTATE_ON_CHANGE=cfg.rotate_on_change and live_mode == 1,
         WRITE_FINAL=write_final,
         DOT_PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
         # The Triton 3.9 CPU interpreter returns garbage from tl.dot on bf16 operands (seen here, not on
@@ -697,8 +641,8 @@ def shifted_attention_triton(
         DOT_UPCAST=_INTERPRETING and query.dtype == torch.bfloat16,
         ROPE_TABLE=rope_table,
         DYN_TILES=dyn_tiles,
-        num_warps=num_warps,
-        num_stages=cfg.num_stages,
+        num_warps=plan.num_warps,
+        num_stages=plan.num_stages,
     )
     if not write_final:
         _merge_splits_kernel[(t_total, hq)](

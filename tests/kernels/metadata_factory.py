@@ -199,6 +199,7 @@ def random_case(
     seed: int = 0,
     invisible_entries: int = 0,
     inv_freq: torch.Tensor | None = None,
+    shuffle_entries: bool = True,
 ) -> AttentionCase:
     """Draw a consistent random case (see module docstring); tensors on ``device`` in ``dtype``."""
     gen = torch.Generator().manual_seed(seed)
@@ -209,6 +210,7 @@ def random_case(
         page_size,
         generator=gen,
         invisible_entries=invisible_entries,
+        shuffle_entries=shuffle_entries,
     )
     if inv_freq is None:
         inv_freq = default_inv_freq(rotary_dim or head_dim)

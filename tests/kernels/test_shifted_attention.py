@@ -56,11 +56,14 @@ def test_decode_combined_layout(dtype, workers):
     _check(case, LaunchConfig(num_splits=3))
 
 
-@pytest.mark.parametrize(("every_tile", "per_iter"), [(True, 1), (False, 2), (True, 2)])
-def test_loop_variants_give_the_same_result(every_tile, per_iter):
-    """Rotation every tile, two tiles per iteration (odd tile counts leave an out-of-range tail tile)."""
+@pytest.mark.parametrize("table", [False, True])
+@pytest.mark.parametrize("on_change", [False, True])
+def test_rotation_every_tile_or_on_change_give_the_same_result(on_change, table):
+    """Rotation every tile, or kept in registers until a row's shift changes (entries shuffled: often)."""
     case = _combined(3, gqa=2, rotary_dim=16, seed=21, invisible_entries=1)
-    _check(case, LaunchConfig(num_splits=3, rotate_every_tile=every_tile, tiles_per_iter=per_iter))
+    if table:
+        case.meta = with_shift_table(case.meta, case.inv_freq)
+    _check(case, LaunchConfig(num_splits=3, rotate_on_change=on_change))
 
 
 @pytest.mark.parametrize("gqa", [1, 4])
