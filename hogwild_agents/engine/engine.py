@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from ..api.results import RunResult
 from ..runner.distributed import SINGLE_PROCESS, ParallelContext
 from ..runner.runner import ModelRunner
 from ..text.prompts import render_prompt
-from ..tools import GrammarFactory, ToolFormat
+from ..tools import GrammarFactory, ToolExecutor, ToolFormat
 from ..tools.schema import finisher_may_call, tools_from_specs
 from .kept import KeptRuns
 from .protocol import Phase
@@ -152,6 +153,7 @@ class HogwildEngine:
             vocab_size=self.runner.vocab_size,
             context_window=self.runner.geometry.context_window,
             parallel=parallel,
+            executor_factory=functools.partial(ToolExecutor, max_workers=self.config.max_parallel_tools),
         )
         self._lock = threading.RLock()
         self._kept = KeptRuns(self.config.keep_runs)  # runs suspended in tool_mode="return"

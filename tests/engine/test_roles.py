@@ -88,3 +88,34 @@ def test_bad_roles_are_refused_up_front(qwen_tokenizer) -> None:
     with pytest.raises(InvalidRequestError, match="the roles decide the workers"):
         engine.run(QUESTION, roles=ROLES, workers=3)
     assert engine.runner.store.free_pages == engine.runner.store.num_pages
+
+
+def test_calls_from_two_workers_run_at_the_same_time(qwen_tokenizer) -> None:
+    import threading
+    import time
+
+    spans: dict[str, tuple[float, float]] = {}
+    lock = threading.Lock()
+
+    def slow(city: Literal["Paris", "Rome"]) -> str:
+        """Look a city up slowly.
+
+        Args:
+            city: the city.
+        """
+        start = time.perf_counter()
+        time.sleep(1.0)
+        with lock:
+            spans[threading.current_thread().name + city + str(start)] = (start, time.perf_counter())
+        return f"{city}: found"
+
+    roles = [
+        WorkerRole(name="Ann", tools=["slow"], tool_choice="required"),
+        WorkerRole(name="Ben", tools=["slow"], tool_choice="required"),
+    ]
+    result = _engine(qwen_tokenizer).run(
+        QUESTION, tools=[Tool.from_function(slow)], roles=roles, max_forwards=80
+    )
+    assert {e.worker for e in result.tool_events} == {"Ann", "Ben"}
+    (a0, a1), (b0, b1) = sorted(spans.values())[:2]
+    assert b0 < a1, "the second call started before the first one ended: they ran concurrently"
