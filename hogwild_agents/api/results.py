@@ -208,6 +208,9 @@ class RunResult(BaseModel):
     answer: str = Field(description="The final answer text (the finisher's, or the single worker's).")
     workers: list[WorkerResult] = Field(description="Each worker's text, in worker order.")
     stop_reason: StopReason = Field(description="Why generation ended before the finisher.")
+    collaboration: bool = Field(
+        True, description="Whether the workers collaborated (False: plain generation)."
+    )
     usage: Usage = Field(default_factory=Usage, description="Token and time accounting.")
     tool_calls: list[ToolCallRecord] = Field(
         default_factory=list, description="Tool calls returned to the caller (return mode)."

@@ -18,6 +18,7 @@ from ..api.results import RunResult
 from ..runner.distributed import SINGLE_PROCESS, ParallelContext
 from ..runner.runner import ModelRunner
 from ..text.prompts import render_prompt
+from ..text.router import needs_team
 from ..tools import GrammarFactory, ToolExecutor, ToolFormat
 from ..tools.schema import finisher_may_call, tools_from_specs
 from .kept import KeptRuns
@@ -259,6 +260,7 @@ class HogwildEngine:
             raise InvalidRequestError(str(e)) from e
         msgs = normalize_messages(messages)
         tool_list = tools_from_specs(list(tools or []), cfg.tool_mode)
+        cfg = cfg.resolved(bool(cfg.roles) or needs_team(msgs, bool(tool_list)))
         kept = self._kept.take(msgs, tool_list, cfg)
         if kept is not None:
             kept.messages = msgs

@@ -71,10 +71,7 @@ FINISHER_REQUEST = (
     "Stop here. Considering all the work above, write the final answer to my request now, complete and "
     "self-contained. If the work above does not answer it, answer it yourself from my request."
 )
-PROBE_REQUEST = (
-    "Stop for a moment. Is the work above already enough to write the final answer to my request "
-    "(or does it need no work at all)? Reply with one word: yes or no."
-)
+PROBE_REQUEST = "Is the final answer to my request already clear from the work above? Reply yes or no."
 """The early-exit probe's question (see ``engine.probe``): its answer is one token, yes or no."""
 
 

@@ -23,6 +23,7 @@ import io
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, get_args
@@ -75,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "required", "none"],
         help="auto: workers call tools when they decide to; required: the first worker's first step is a "
         "tool call (constrained decoding), which small models need to use tools reliably",
+    )
+    run.add_argument(
+        "--roles",
+        help="per-worker roles as JSON (or a .json file): a list of {name, instructions, tools, tool_choice};"
+        " sets the workers",
+    )
+    run.add_argument(
+        "--early-exit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ask every --probe-every worker forwards whether the work already answers the task (default on)",
+    )
+    run.add_argument("--probe-every", type=int, help="worker forwards between early-exit probes (default 8)")
+    run.add_argument(
+        "--interactive",
+        action="store_true",
+        help="read lines from stdin while the run goes: each joins the shared workspace for all workers",
     )
     run.add_argument(
         "--json", action="store_true", help="print one JSON result object and nothing else on stdout"
@@ -156,9 +174,46 @@ def _build_tools(args: argparse.Namespace) -> list[Any]:
     return tools
 
 
+CLI_DEFAULTS: dict[str, Any] = {
+    "max_forwards": 256,
+    "max_answer_tokens": 256,
+    "early_exit": True,
+    "probe_every": 16,
+    "collaboration": "auto",
+}
+"""What ``hogwild run`` asks for unless told otherwise (the engine's own defaults are for the library)."""
+
+
+def _roles(text: str | None) -> list[Any] | None:
+    if text is None:
+        return None
+    from pydantic import TypeAdapter
+
+    from ..api.config import WorkerRole
+
+    source = Path(text)
+    raw = source.read_text() if text.endswith(".json") and source.is_file() else text
+    try:
+        return TypeAdapter(list[WorkerRole]).validate_json(raw)
+    except ValueError as e:
+        raise ValueError(f"--roles is not a valid list of roles ({e})") from e
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("layout", "max_forwards", "max_answer_tokens", "temperature", "seed", "tool_choice")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    names = (
+        "layout",
+        "max_forwards",
+        "max_answer_tokens",
+        "temperature",
+        "seed",
+        "tool_choice",
+        "probe_every",
+    )
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    roles = _roles(args.roles)
+    if roles is not None:
+        given["roles"] = roles
+    return {**CLI_DEFAULTS, "early_exit": args.early_exit, **given}
 
 
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -175,9 +230,15 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out = err = Console(file=io.StringIO())
         live = False
     overrides = _overrides(args)
+    from ..api.messages import normalize_messages
+    from ..text.router import needs_team
+
     cfg = engine.config.with_overrides(**overrides)
+    cfg = cfg.resolved(bool(cfg.roles) or needs_team(normalize_messages(args.task), bool(tools)))
     progress = RunProgress.for_workers(cfg.names, cfg.max_forwards)
     events = engine.stream(args.task, tools=tools or None, **overrides)
+    if args.interactive:
+        _read_messages(events, err)
     try:
         if live:
             _drive_live(events, progress, out)
@@ -202,6 +263,21 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(Panel(result.answer or "(empty)", title="answer", border_style="green"))
         out.print(progress.status_line())
     return EXIT_OK
+
+
+def _read_messages(events: Any, err: Console) -> None:
+    """Hand every line typed on stdin to the run as an injected message (a daemon thread)."""
+
+    def read() -> None:
+        for line in sys.stdin:
+            if line.strip():
+                try:
+                    events.inject(line.strip())
+                except Exception as e:  # noqa: BLE001 - a bad line must not end the run
+                    err.print(f"[yellow]not sent:[/] {e}")
+
+    threading.Thread(target=read, name="hogwild-stdin", daemon=True).start()
+    err.print("[dim]Type a line and press Enter to add it to the workspace.[/]")
 
 
 def _drive_live(events: Any, progress: RunProgress, console: Console) -> None:

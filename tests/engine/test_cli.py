@@ -60,7 +60,17 @@ def test_published_schema_matches_the_result_model():
 
 def test_json_output_is_one_object_valid_against_the_schema(tokenizer_cached, capsys):
     code = cli.main(
-        ["run", "What is 2+3?", *TINY, "--max-forwards", "6", "--max-answer-tokens", "3", "--json"]
+        [
+            "run",
+            "What is 2+3?",
+            *TINY,
+            "--max-forwards",
+            "6",
+            "--max-answer-tokens",
+            "3",
+            "--no-early-exit",
+            "--json",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
@@ -234,7 +244,7 @@ def tmux(tmp_path, tokenizer_cached):
 @pytest.mark.slow
 def test_live_view_shows_both_panes_and_progress(tmux):
     tmux.start(["run", "What is 2+3?", *TINY, "--workers", "2", "--max-forwards", "25", "--temperature", "1",
-                "--max-answer-tokens", "4"])  # fmt: skip
+                "--max-answer-tokens", "4", "--no-early-exit"])  # fmt: skip
     running = tmux.wait_for(lambda s: "running" in s and "Alice" in s, timeout_s=480)
     assert "Bob" in running and "forwards" in running
     assert tmux.wait_exit(timeout_s=480) == 0
@@ -249,7 +259,18 @@ def test_live_view_shows_both_panes_and_progress(tmux):
 
 @pytest.mark.slow
 def test_ctrl_c_cancels_cleanly(tmux):
-    tmux.start(["run", "Count to a million.", *TINY, "--max-forwards", "100000", "--temperature", "1"])
+    tmux.start(
+        [
+            "run",
+            "Count to a million.",
+            *TINY,
+            "--max-forwards",
+            "100000",
+            "--temperature",
+            "1",
+            "--no-early-exit",
+        ]
+    )
     tmux.wait_for(lambda s: "running" in s and "Alice" in s, timeout_s=480)
     tmux.send_keys("C-c")
     assert tmux.wait_exit(timeout_s=120) == 130

@@ -59,3 +59,17 @@ def test_the_probe_only_answers_yes_or_no(qwen_tokenizer) -> None:
     assert answers and answers <= {"yes", "no"}
     if result.stop_reason == "answer_ready":
         assert "yes" in answers
+
+
+def test_auto_collaboration_answers_chat_plainly_and_tasks_with_the_team(qwen_tokenizer) -> None:
+    from hogwild_agents.text.router import needs_team
+
+    engine = _engine(qwen_tokenizer, workers=2, max_forwards=8)
+    hello = engine.run("Hello", collaboration="auto")
+    assert not hello.collaboration and len(hello.workers) == 1
+    task = engine.run(QUESTION, collaboration="auto")  # "Add 2 and 3, then double it." has numbers
+    assert task.collaboration and len(task.workers) == 2
+    assert not needs_team([{"role": "user", "content": "How are you today?"}], has_tools=False)
+    assert needs_team([{"role": "user", "content": "How are you today?"}], has_tools=True)
+    long = "Please compare the climates of the two regions and explain which one suits apple trees better."
+    assert needs_team([{"role": "user", "content": long}], has_tools=False)
