@@ -4,7 +4,7 @@ Public API: :class:`HogwildEngine`, :class:`HogwildConfig`, :class:`RunResult`, 
 errors. Everything else is private.
 """
 
-from .api.config import HogwildConfig
+from .api.config import HogwildConfig, WorkerRole
 from .api.errors import ContextOverflowError, HogwildError, InvalidRequestError, UnsupportedModelError
 from .api.events import (
     AnswerEvent,
@@ -17,7 +17,7 @@ from .api.events import (
     ToolCallStartedEvent,
     WorkerStoppedEvent,
 )
-from .api.results import RunResult, Trace, Usage, WorkerResult
+from .api.results import RunResult, ToolCallRecord, ToolEventRecord, Trace, Usage, WorkerResult
 from .engine.engine import HogwildEngine
 from .tools import Tool
 
@@ -38,11 +38,14 @@ __all__ = [
     "TokenEvent",
     "Tool",
     "ToolCallFinishedEvent",
+    "ToolCallRecord",
     "ToolCallStartedEvent",
+    "ToolEventRecord",
     "Trace",
     "Usage",
     "UnsupportedModelError",
     "WorkerResult",
+    "WorkerRole",
     "WorkerStoppedEvent",
     "__version__",
 ]

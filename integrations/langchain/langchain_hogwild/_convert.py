@@ -30,7 +30,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 
 if TYPE_CHECKING:
-    from hogwild_agents import RunResult, Tool, Usage, WorkerResult
+    from hogwild_agents import RunResult, Tool, ToolCallRecord, Usage, WorkerResult
 
 PROVIDER = "hogwild"
 TOOL_CHOICE_KEYWORDS = ("auto", "none", "any", "required")
@@ -300,16 +300,9 @@ def _convert_response_format(response_format: Any) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------- output
 
 
-def _convert_tool_calls(calls: Sequence[dict[str, Any]]) -> list[ToolCall]:
-    """Engine tool calls (``{"id", "name", "arguments"}``) → LangChain ``ToolCall``s, each with an id."""
-    return [
-        tool_call(
-            name=c["name"],
-            args=dict(c.get("arguments") or {}),
-            id=c.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-        )
-        for c in calls
-    ]
+def _convert_tool_calls(calls: Sequence[ToolCallRecord]) -> list[ToolCall]:
+    """Engine tool calls → LangChain ``ToolCall``s (the engine gives every call a unique id)."""
+    return [tool_call(name=c.name, args=dict(c.arguments), id=c.id) for c in calls]
 
 
 def _convert_tool_call_chunks(calls: Sequence[ToolCall]) -> list[ToolCallChunk]:
@@ -326,11 +319,10 @@ def _convert_usage(usage: Usage) -> UsageMetadata:
     Input is the shared prompt (encoded once for all workers; the part reused from an earlier run is
     ``cache_read``); output is every sampled token, the workers' (``reasoning``) and the finisher's.
     """
-    output = usage.generated_tokens + usage.answer_tokens
     return UsageMetadata(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=output,
-        total_tokens=usage.prompt_tokens + output,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
         input_token_details=InputTokenDetails(cache_read=usage.reused_prompt_tokens),
         output_token_details=OutputTokenDetails(reasoning=usage.generated_tokens),
     )
@@ -369,7 +361,7 @@ def _convert_generation_info(result: RunResult, *, model_name: str, max_answer_t
         "finish_reason": finish_reason,
         "stop_reason": result.stop_reason,
         "workers": _convert_workers(result.workers),
-        "tool_events": list(result.tool_events),
+        "tool_events": [e.model_dump() for e in result.tool_events],
         "usage": result.usage.model_dump(),
     }
 
