@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -80,6 +80,17 @@ class HogwildConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    CHAT_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "collaboration": "auto",
+        "early_exit": True,
+        "probe_every": 16,
+        "max_forwards": 256,
+        "max_answer_tokens": 256,
+    }
+    """What the chat front ends (the CLI, ``ChatHogwild``, the LlamaIndex ``Hogwild``, the server) ask for
+    unless told otherwise: a greeting is answered by one plain worker, a task by the team, which stops when
+    a probe finds the answer ready. The library's own defaults (the fields below) stay exact and explicit."""
+
     workers: int = Field(2, ge=1, le=64, description="Number of workers writing in parallel.")
     worker_names: list[str] | None = Field(
         None, description="Names of the workers; defaults to Alice, Bob, Carol, ... (must be unique)."
@@ -144,7 +155,12 @@ class HogwildConfig(BaseModel):
     )
     max_forwards: int = Field(512, ge=1, description="Budget of sequential forward passes for the workers.")
     max_new_tokens: int | None = Field(None, ge=1, description="Budget of tokens sampled by all workers.")
-    max_answer_tokens: int = Field(256, ge=1, description="Tokens the finisher may write.")
+    max_answer_tokens: int = Field(
+        256,
+        ge=1,
+        description="Tokens of the answer: the finisher's, or in plain generation (no finisher) the first "
+        "worker's, which then stops with reason 'max_answer_tokens'.",
+    )
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="Keep the k most likely tokens (0 keeps all).")

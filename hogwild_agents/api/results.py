@@ -30,6 +30,7 @@ StopReason = Literal[
     "all_stopped",
     "max_forwards",
     "max_new_tokens",
+    "max_answer_tokens",
     "context_window",
     "cache_full",
     "tool_calls",
@@ -210,6 +211,11 @@ class RunResult(BaseModel):
     stop_reason: StopReason = Field(description="Why generation ended before the finisher.")
     collaboration: bool = Field(
         True, description="Whether the workers collaborated (False: plain generation)."
+    )
+    answer_worker: str | None = Field(
+        None,
+        description="The worker whose own text is the answer (plain generation, no finisher); None when "
+        "a finisher wrote it.",
     )
     usage: Usage = Field(default_factory=Usage, description="Token and time accounting.")
     tool_calls: list[ToolCallRecord] = Field(

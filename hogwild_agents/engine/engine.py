@@ -12,7 +12,7 @@ import torch
 
 from ..api.config import HogwildConfig
 from ..api.errors import InvalidRequestError
-from ..api.events import Event, FinishedEvent
+from ..api.events import Event, FinishedEvent, RunStartedEvent
 from ..api.messages import Messages, check_text, normalize_messages
 from ..api.results import RunResult
 from ..runner.distributed import SINGLE_PROCESS, ParallelContext
@@ -322,12 +322,14 @@ class HogwildEngine:
         )
 
     def _relay(self, run: RunState, handle: RunHandle) -> Iterator[Event]:
+        yield _started(run)
         for event in self.scheduler.events(handle):
             if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
                 self._keep(run)
             yield event
 
     def _relay_serial(self, run: RunState) -> Iterator[Event]:
+        yield _started(run)
         with self._lock:
             for event in drive(run, self.runner):
                 if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
@@ -397,6 +399,16 @@ class HogwildEngine:
             if isinstance(event, FinishedEvent):
                 return event.result
         raise RuntimeError("the run ended without a result")  # pragma: no cover
+
+
+def _started(run: RunState) -> RunStartedEvent:
+    """The first event of a run's stream: its workers, and where its answer comes from."""
+    cfg = run.cfg
+    return RunStartedEvent(
+        workers=tuple(cfg.names),
+        collaboration=bool(cfg.collaboration),
+        answer_worker=None if cfg.use_finisher else cfg.names[0],
+    )
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:

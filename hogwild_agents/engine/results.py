@@ -28,6 +28,7 @@ def build_result(
         workers=workers,
         stop_reason=reason,
         collaboration=bool(run.cfg.collaboration),
+        answer_worker=None if run.cfg.use_finisher else run.cfg.names[0],
         usage=run.usage.model_copy(),
         tool_calls=[ToolCallRecord(id=c.id, name=c.name, arguments=c.arguments) for c in calls or []],
         tool_events=list(run.tools.log),

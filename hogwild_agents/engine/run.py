@@ -81,7 +81,7 @@ def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, 
     """
     headers = tuple(step_header(name, 1).split("[")[0] + "[" for name in cfg.names)
     marker = texts.separator.strip()  # "<...>"; its opening ("<...") too: small models echo it in variants
-    workers = (*headers, marker, marker[:-1] if marker.endswith(">") else marker, "<…")
+    workers = (*headers, marker, marker[:-1] if marker.endswith(">") else marker, "< ...", "<…")
     sections = (texts.others_header.strip(), texts.own_header.strip(), "### Past steps")
     check = cfg.self_check_text.strip()
     question = check.split("(")[0].strip()  # "Quick check: am I doing redundant work?"

@@ -174,13 +174,7 @@ def _build_tools(args: argparse.Namespace) -> list[Any]:
     return tools
 
 
-CLI_DEFAULTS: dict[str, Any] = {
-    "max_forwards": 256,
-    "max_answer_tokens": 256,
-    "early_exit": True,
-    "probe_every": 16,
-    "collaboration": "auto",
-}
+CLI_DEFAULTS: dict[str, Any] = HogwildConfig.CHAT_DEFAULTS
 """What ``hogwild run`` asks for unless told otherwise (the engine's own defaults are for the library)."""
 
 

@@ -13,6 +13,7 @@ PUBLIC = [
     "InvalidRequestError",
     "MessageInjectedEvent",
     "RunResult",
+    "RunStartedEvent",
     "StepCommittedEvent",
     "TokenEvent",
     "Tool",

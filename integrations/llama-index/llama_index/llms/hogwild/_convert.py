@@ -27,6 +27,7 @@ from hogwild_agents import (
     AnswerEvent,
     FinishedEvent,
     RunResult,
+    RunStartedEvent,
     TokenEvent,
     ToolCallFinishedEvent,
     ToolCallRecord,
@@ -446,6 +447,9 @@ class ChatStream:
 
     def feed(self, event: Any) -> ChatResponse | None:
         """Take one engine event; return the response to yield for it, or ``None`` if it shows nothing."""
+        if isinstance(event, RunStartedEvent):
+            self.answer_worker = event.answer_worker  # decided by the engine ("auto" collaboration)
+            return None
         if isinstance(event, TokenEvent):
             if not event.text:
                 return None
@@ -470,7 +474,7 @@ class ChatStream:
             info.update({k: getattr(event, k) for k in event.__slots__})  # type: ignore[attr-defined]
             return ChatResponse(message=self._message(), delta="", additional_kwargs={"tool_event": info})
         if isinstance(event, FinishedEvent):
-            final = convert_result(event.result, self.answer_worker)
+            final = convert_result(event.result, event.result.answer_worker)
             answer = event.result.answer
             final.delta = answer[len(self.answer) :] if answer.startswith(self.answer) else ""
             self.answer = answer
