@@ -77,7 +77,7 @@ def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, 
     """The strings workers and the finisher may not write: the workspace's own markup.
 
     Workers: any worker's step header (``**Name [``) and the marker ending others' unfinished steps.
-    The finisher: those, the self-check question, the section headers and ``<answer>`` tags.
+    The finisher: those, the self-check question, the section headers and ``<answer ...>`` tags.
     """
     headers = tuple(step_header(name, 1).split("[")[0] + "[" for name in cfg.names)
     marker = texts.separator.strip()  # "<...>"; its opening ("<...") too: small models echo it in variants
@@ -86,7 +86,7 @@ def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, 
     check = cfg.self_check_text.strip()
     question = check.split("(")[0].strip()  # "Quick check: am I doing redundant work?"
     checks = (check, question, question.split(": ", 1)[-1])
-    finisher = (*workers, *checks, *sections, "<answer>", "</answer>")
+    finisher = (*workers, *checks, *sections, "<answer", "</answer")  # any attributes too
     return tuple(p for p in workers if p), tuple(p for p in finisher if p)
 
 
