@@ -31,12 +31,20 @@ SHORT = [
     "What is your name?",
     "Say hello in French.",
 ]
+# (prompt, the number a right answer states)
 MULTI = [
-    "Tom has 15 apples and buys 27 more. Then he gives away 12. How many apples does he have?",
-    "A shop sells pens at 3 dollars and notebooks at 5 dollars. How much do 4 pens and 2 notebooks cost?",
-    "What is 17 * 23? Then subtract 91 from the result.",
-    "A train travels 120 km in 2 hours, then 90 km in 1.5 hours. What is its average speed overall?",
-    "Write a Python function that returns the sum of the squares of a list, then give its result for [1, 2, 3].",
+    ("Tom has 15 apples and buys 27 more. Then he gives away 12. How many apples does he have?", "30"),
+    (
+        "A shop sells pens at 3 dollars and notebooks at 5 dollars. How much do 4 pens and 2 notebooks cost?",
+        "22",
+    ),
+    ("What is 17 * 23? Then subtract 91 from the result.", "300"),
+    ("A train travels 120 km in 2 hours, then 90 km in 1.5 hours. What is its average speed overall?", "60"),
+    (
+        "Write a Python function that returns the sum of the squares of a list; "
+        "what does it give for [1, 2, 3]?",
+        "14",
+    ),
 ]
 
 
@@ -72,6 +80,13 @@ def run_chat(engine: HogwildEngine, prompt: str, **fields: Any) -> dict[str, Any
     }
 
 
+def _states(answer: str, number: str) -> bool:
+    """Whether ``answer`` states ``number`` (as a whole number, not inside a longer one)."""
+    import re
+
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", answer.replace(",", "")) is not None
+
+
 def cell(text: str, width: int = 60) -> str:
     flat = " ".join(text.split()).replace("|", "\\|")
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -85,39 +100,48 @@ def main() -> None:
         "--old", type=int, default=2, help="prompts of each kind also run with the old defaults"
     )
     parser.add_argument("--md", help="append the markdown table to this file")
+    parser.add_argument("--kinds", default="short,multi-part", help="which prompt sets to run")
     args = parser.parse_args()
     engine = HogwildEngine.from_pretrained(None, device=args.device, dtype=args.dtype)
     old = {"collaboration": True, "early_exit": False, "max_forwards": 256, "max_tokens": 256}
     rows = []
-    for kind, prompts in (("short", SHORT), ("multi-part", MULTI)):
-        for i, prompt in enumerate(prompts):
+    sets = {"short": [(p, None) for p in SHORT], "multi-part": MULTI}
+    for kind in args.kinds.split(","):
+        for i, (prompt, expected) in enumerate(sets[kind]):
             variants = [("plain", lambda p=prompt: run_plain(engine, p))]
             variants.append(("defaults", lambda p=prompt: run_chat(engine, p)))
             if i < args.old:
                 variants.append(("old defaults", lambda p=prompt: run_chat(engine, p, **old)))
             for name, call in variants:
                 row = {"kind": kind, "prompt": prompt, "variant": name, **measure(call)}
-                rows.append(row)
-                print(
-                    f"{kind:10} {name:12} {row['wall_s']:6.1f}s fw={row['forwards']:3} tok={row['tokens']:3} "
-                    f"W={row['workers']} stop={row['stop']:17} {cell(prompt, 30)} -> {cell(row['answer'], 50)}",
-                    flush=True,
+                row["right"] = (
+                    "" if expected is None else ("yes" if _states(row["answer"], expected) else "no")
                 )
+                rows.append(row)
+                head = (
+                    f"{kind:10} {name:12} {row['wall_s']:6.1f}s fw={row['forwards']:3} tok={row['tokens']:3}"
+                )
+                tail = f"W={row['workers']} stop={row['stop']:17} right={row['right'] or '-'}"
+                print(head, tail, cell(prompt, 30), "->", cell(row["answer"], 50), flush=True)
     lines = [
         f"\n### Chat defaults on the real 0.5B ({datetime.date.today()}, {platform.processor() or 'CPU'}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, transformers {transformers.__version__})",
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"transformers {transformers.__version__})",
         "",
-        f"Command: `python bench/chat_defaults.py --device {args.device} --old {args.old}`",
+        f"Command: `python bench/chat_defaults.py --device {args.device} --old {args.old} "
+        f"--kinds {args.kinds}`",
         "",
-        "| kind | prompt | variant | wall s | ×plain | forwards | out tokens | workers | stop | answer |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
+        "| kind | prompt | variant | wall s | ×plain | forwards | out tokens | workers | stop | right "
+        "| answer |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     plain = {(r["prompt"]): r["wall_s"] for r in rows if r["variant"] == "plain"}
     for r in rows:
         ratio = r["wall_s"] / plain[r["prompt"]]
         lines.append(
             f"| {r['kind']} | {cell(r['prompt'], 40)} | {r['variant']} | {r['wall_s']:.1f} | {ratio:.2f} | "
-            f"{r['forwards']} | {r['tokens']} | {r['workers']} | {r['stop']} | {cell(r['answer'])} |"
+            f"{r['forwards']} | {r['tokens']} | {r['workers']} | {r['stop']} | {r['right']} | "
+            f"{cell(r['answer'], 70)} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)

@@ -84,6 +84,7 @@ class HogwildConfig(BaseModel):
         "collaboration": "auto",
         "early_exit": True,
         "probe_every": 16,
+        "probe_min_steps": 1,
         "max_forwards": 256,
         "max_answer_tokens": 256,
     }
@@ -137,6 +138,12 @@ class HogwildConfig(BaseModel):
         "integrations, the CLI and the server.",
     )
     probe_every: int = Field(8, ge=1, description="Worker forwards between early-exit probes.")
+    probe_min_steps: int = Field(
+        0,
+        ge=0,
+        description="Probe only once every working worker has committed this many steps (small models "
+        "say yes to the probe before any real work is there; the chat front ends ask for 1).",
+    )
     loop_guard: Literal["nudge", "stop", "off"] = Field(
         "nudge",
         description="When a worker commits a step that repeats an earlier one (its own or another's) at "
