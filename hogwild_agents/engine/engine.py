@@ -177,6 +177,24 @@ class HogwildEngine:
         return self.resources.grammar_factory
 
     @classmethod
+    def shared(
+        cls,
+        model_id_or_path: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        **engine_options: Any,
+    ) -> HogwildEngine:
+        """The process-wide engine for these settings, loaded on first use (see :mod:`.registry`).
+
+        Front ends that name the same model and engine-level options share one engine, whose scheduler
+        batches their runs; per-run options never split it.
+        """
+        from .registry import shared_engine
+
+        return shared_engine(model_id_or_path, device, dtype, **engine_options)
+
+    @classmethod
     def from_pretrained(
         cls,
         model_id_or_path: str | None = None,

@@ -298,8 +298,7 @@ class ChatHogwild(BaseChatModel):
     def _tokenizer(self) -> Any:
         if self.engine is not None:
             return self.engine.tokenizer
-        key = _engines.engine_key(self.model, self.device, self.dtype, self.max_cache_tokens)
-        loaded = _engines.loaded_engine(key)
+        loaded = _engines.loaded_engine(self.model, self.device, self.dtype, self.max_cache_tokens)
         return loaded.tokenizer if loaded is not None else _engines.shared_tokenizer(self.model)
 
     def _request(

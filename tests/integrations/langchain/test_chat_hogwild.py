@@ -13,10 +13,11 @@ import langchain_hogwild
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
-from langchain_hogwild import ChatHogwild, _engines
+from langchain_hogwild import ChatHogwild
 from pydantic import BaseModel
 
 import hogwild_agents
+from hogwild_agents.engine import registry
 
 needs_engine_tools = pytest.mark.skipif(
     not hasattr(hogwild_agents, "Tool"),
@@ -48,7 +49,7 @@ def test_construction_is_lazy_and_equal_configurations_share_one_engine(monkeypa
         loads.append((model, options))
         return tiny_engine
 
-    monkeypatch.setattr(_engines, "_ENGINES", {})
+    monkeypatch.setattr(registry, "_ENGINES", {})
     monkeypatch.setattr(hogwild_agents.HogwildEngine, "from_pretrained", staticmethod(fake_from_pretrained))
     a, b = ChatHogwild(model="m1"), ChatHogwild(model="m1", workers=4, temperature=0.7, max_forwards=9)
     assert loads == []  # constructing never loads

@@ -24,6 +24,9 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.hogwild import Hogwild
 
+import hogwild_agents
+from hogwild_agents.engine import registry
+
 USER = [ChatMessage(role="user", content="What is 2 + 3?")]
 
 
@@ -93,7 +96,6 @@ def test_class_hierarchy_and_name():
 
 # ------------------------------------------------------------------------------------ construction
 def test_construction_is_lazy_and_validated(monkeypatch):
-    from llama_index.llms.hogwild import base
 
     loads = []
 
@@ -101,8 +103,8 @@ def test_construction_is_lazy_and_validated(monkeypatch):
         loads.append((model, kwargs))
         return object()
 
-    monkeypatch.setattr(base.HogwildEngine, "from_pretrained", staticmethod(fake_from_pretrained))
-    monkeypatch.setattr(base, "_ENGINES", {})
+    monkeypatch.setattr(hogwild_agents.HogwildEngine, "from_pretrained", staticmethod(fake_from_pretrained))
+    monkeypatch.setattr(registry, "_ENGINES", {})
     first = Hogwild(
         model="some/model", workers=3, additional_kwargs={"page_size": 32, "layout": "interleaved"}
     )

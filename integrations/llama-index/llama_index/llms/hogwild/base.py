@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +73,6 @@ _RUN_FIELDS = (
 )
 # Keys this class sets itself; callers choose them through ``execute_tools`` / ``tool_choice``.
 _RESERVED = frozenset({"tool_mode", "tool_choice"})
-
-_ENGINES: dict[tuple[Any, ...], HogwildEngine] = {}
-_ENGINES_LOCK = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -366,14 +362,9 @@ class Hogwild(FunctionCallingLLM):
     def engine(self) -> HogwildEngine:
         """The engine serving this LLM, loaded on first use and shared by LLMs with equal engine settings."""
         if self._engine is None:
-            options = self._engine_options()
-            key = (self.model, self.device, self.dtype, tuple(sorted(options.items())))
-            with _ENGINES_LOCK:
-                if key not in _ENGINES:
-                    _ENGINES[key] = HogwildEngine.from_pretrained(
-                        self.model, device=self.device, dtype=self.dtype, **options
-                    )
-                self._engine = _ENGINES[key]
+            self._engine = HogwildEngine.shared(
+                self.model, device=self.device, dtype=self.dtype, **self._engine_options()
+            )
         return self._engine
 
     async def _aengine(self) -> HogwildEngine:
