@@ -23,6 +23,7 @@ from ..tools import GrammarFactory, ToolExecutor, ToolFormat
 from ..tools.schema import finisher_may_call, tools_from_specs
 from .kept import KeptRuns
 from .protocol import Phase
+from .registry import shared_engine
 from .resources import RunResources
 from .run import close, new_run
 from .scheduler import RunHandle, Scheduler, drive
@@ -190,9 +191,7 @@ class HogwildEngine:
         Front ends that name the same model and engine-level options share one engine, whose scheduler
         batches their runs; per-run options never split it.
         """
-        from .registry import shared_engine
-
-        return shared_engine(model_id_or_path, device, dtype, **engine_options)
+        return shared_engine(cls.from_pretrained, model_id_or_path, device, dtype, **engine_options)
 
     @classmethod
     def from_pretrained(

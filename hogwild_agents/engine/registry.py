@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-if TYPE_CHECKING:
-    from .engine import HogwildEngine
+HogwildEngine = Any  # the engine class imports this module (HogwildEngine.shared), not the other way round
 
 __all__ = ["loaded_engine", "model_label", "shared_engine"]
 
@@ -44,11 +44,16 @@ def loaded_engine(
 
 
 def shared_engine(
-    model: str | None, device: str | None = None, dtype: str | None = None, **engine_options: Any
+    load: Callable[..., HogwildEngine],
+    model: str | None,
+    device: str | None = None,
+    dtype: str | None = None,
+    **engine_options: Any,
 ) -> HogwildEngine:
     """The process's engine for these settings, loading the model the first time (seconds to minutes).
 
     Args:
+        load: what loads an engine (``HogwildEngine.from_pretrained``).
         model: Hugging Face id, local path or packaged name; ``None``: ``$HOGWILD_MODEL`` or the default.
         device: ``"cuda"``, ``"cpu"``, ...; ``None`` prefers CUDA.
         dtype: weights dtype name; ``None`` means bfloat16.
@@ -62,8 +67,6 @@ def shared_engine(
     with _LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            from .engine import HogwildEngine
-
-            engine = HogwildEngine.from_pretrained(key[0], device=device, dtype=dtype, **engine_options)
+            engine = load(key[0], device=device, dtype=dtype, **engine_options)
             _ENGINES[key] = engine
     return engine
