@@ -53,7 +53,8 @@ def collect_results(run: RunState) -> None:
                 )
             )
         worker.feed_only = False
-        feed_text(run, worker, tools.result_text(outcomes))
+        text, untrusted = tools.result_text(outcomes)
+        feed_text(run, worker, text, untrusted=untrusted)
 
 
 def plan_generate(run: RunState) -> Plan | Wait | None:

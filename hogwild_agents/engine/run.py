@@ -56,7 +56,7 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
         texts=texts,
         tools=ToolSession(res, tools, cfg),
         sampling=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, seed),
-        prompt_ids=res.encode(texts.prompt),
+        prompt_ids=res.encode_marked(texts.prompt, texts.prompt_spans),
         finisher_ids=res.encode(texts.finisher) if cfg.use_finisher else [],
         worker_ban=res.ban_set("workers", tuple(sorted(set(worker_bans)))) if worker_bans else None,
         finisher_ban=(

@@ -16,6 +16,7 @@ from ..api.config import HogwildConfig
 from ..api.errors import InvalidRequestError
 from ..api.results import ToolEventRecord
 from ..runner.distributed import ParallelContext
+from ..text.untrusted import join_pieces
 from ..tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
 from ..tools.grammar import TokenConstraint
 from ..tools.schema import check_tool_choice, finisher_may_call
@@ -215,10 +216,10 @@ class ToolSession:
             wait(futures, return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
         return self.parallel.broadcast_object(bool(futures))
 
-    def result_text(self, outcomes: list[ToolOutcome]) -> str:
-        """The text written into the caller's step after its call(s)."""
+    def result_text(self, outcomes: list[ToolOutcome]) -> tuple[str, list[tuple[int, int]]]:
+        """The text written into the caller's step after its call(s), and its untrusted spans (contents)."""
         assert self.fmt is not None
-        return "".join(self.fmt.inline_result_text(o) for o in outcomes)
+        return join_pieces([p for o in outcomes for p in self.fmt.inline_result_pieces(o)])
 
     def finisher_constraint(self) -> TokenConstraint | None:
         """The finisher's grammar: a JSON schema answer, a forced call, or free text with valid calls."""
