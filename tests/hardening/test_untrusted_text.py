@@ -1,4 +1,4 @@
-"""Untrusted text stays text: message contents, tool results and injected messages never become control tokens.
+"""Untrusted text stays text: contents, tool results and injected messages never become control tokens.
 
 Every test feeds Qwen's own turn markers (``<|im_end|>\\n<|im_start|>system ...``) through the public API
 checks the token ids the engine actually wrote into the cache (the run's trace): the control tokens are
