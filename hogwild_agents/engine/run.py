@@ -15,6 +15,7 @@ from ..api.results import SamplingRecord
 from ..runner.sampling import SamplingParams
 from ..text.prompts import PromptTexts, step_header
 from ..tools import Tool
+from ..tools.schema import check_response_format, grammar_error
 from .budget import check_prompt_fits
 from .finisher import apply_finish, end_turn, plan_finish
 from .generate import apply_generate, end_generation, plan_drain, plan_generate
@@ -37,6 +38,12 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
         ContextOverflowError: the prompt does not fit.
         InvalidRequestError: the tools or ``tool_choice`` are invalid.
     """
+    if cfg.response_format is not None:
+        check_response_format(cfg.response_format)
+        try:
+            res.grammar_factory.json_schema(cfg.response_format)  # compiled now: cached for the finisher
+        except Exception as e:  # xgrammar's RuntimeError names the unsupported part
+            raise grammar_error("response_format", e) from e
     seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     worker_bans: list[int] = []
     if cfg.collaboration and cfg.ban_header_tokens:

@@ -19,7 +19,7 @@ from ..runner.distributed import ParallelContext
 from ..text.untrusted import join_pieces
 from ..tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
 from ..tools.grammar import TokenConstraint
-from ..tools.schema import check_tool_choice, finisher_may_call
+from ..tools.schema import check_tool_choice, finisher_may_call, grammar_error
 from .resources import RunResources
 
 __all__ = ["ToolSession"]
@@ -57,12 +57,35 @@ class ToolSession:
         self.calls_made = 0
         self.log: list[ToolEventRecord] = []
         self._count, self._truncate = tokenizer_counters(res.tokenizer)
+        self._compile_up_front()
+
+    def _compile_up_front(self) -> None:
+        """Compile every grammar the workers may need now (later uses hit the cache).
+
+        A schema the compiler refuses is then a request error before any forward, not a failure on the
+        scheduler thread.
+        """
+        if not self._active:
+            return
+        for mine, choice in self._choices.values():
+            if not mine:
+                continue
+            try:
+                if self.cfg.constrain_tool_calls:
+                    self._grammar(mine, "auto")
+                if choice not in ("auto", "none"):
+                    self._grammar(mine, choice)
+            except InvalidRequestError:
+                raise
+            except Exception as e:  # xgrammar raises RuntimeError naming the schema problem
+                raise grammar_error(f"the tools' schemas ({', '.join(t.name for t in mine)})", e) from e
 
     def _worker_choices(self, tools: list[Tool], cfg: HogwildConfig) -> dict[str, tuple[list[Tool], str]]:
         """Each worker's tools and first-step tool_choice, validated against the run's tools."""
         if not cfg.roles:
-            # Without roles every worker has every tool; execute mode forces the first worker's first step.
-            forced = cfg.tool_choice if cfg.tool_mode == "execute" else "auto"
+            # Without roles every worker has every tool; the first worker's first step is forced in execute
+            # mode, and in return mode when no finisher runs (the finisher's grammar forces it otherwise).
+            forced = cfg.tool_choice if self._workers_force(cfg) else "auto"
             return {name: (list(tools), forced if i == 0 else "auto") for i, name in enumerate(cfg.names)}
         out = {}
         for role in cfg.roles:
@@ -81,9 +104,14 @@ class ToolSession:
                     check_tool_choice(role.tool_choice, mine)
                 except InvalidRequestError as e:
                     raise InvalidRequestError(f"role {role.name!r}: {e}") from e
-            choice = role.tool_choice if cfg.tool_mode == "execute" else "auto"
+            choice = role.tool_choice if self._workers_force(cfg) else "auto"
             out[role.name] = ([] if role.tool_choice == "none" else mine, choice)
         return out
+
+    @staticmethod
+    def _workers_force(cfg: HogwildConfig) -> bool:
+        """Whether a forcing ``tool_choice`` applies to the workers (else to the finisher's answer)."""
+        return cfg.tool_mode == "execute" or not cfg.use_finisher
 
     @property
     def enabled(self) -> bool:
