@@ -97,12 +97,53 @@ def _template(tokenizer: Any, messages: list[dict[str, Any]], **kwargs: Any) -> 
         ) from e
 
 
-def _with_rules(messages: list[dict[str, Any]], rules: str) -> list[dict[str, Any]]:
-    """Put the rules in the system message (merged with the caller's, if any)."""
+def _with_rules(tokenizer: Any, messages: list[dict[str, Any]], rules: str) -> list[dict[str, Any]]:
+    """Put the rules in the system message (merged with the caller's, if any).
+
+    A template without a system role gets them (and the caller's system text) at the head of the first
+    user turn instead.
+    """
+    if not supports_system_role(tokenizer):
+        return _fold_system(messages, rules)
     if messages and messages[0].get("role") == "system":
         head = {**messages[0], "content": f"{rules}\n\n{messages[0].get('content') or ''}".rstrip()}
         return [head, *messages[1:]]
     return [{"role": "system", "content": rules}, *messages]
+
+
+def _fold_system(messages: list[dict[str, Any]], rules: str = "") -> list[dict[str, Any]]:
+    """The conversation without a system message: ``rules`` and its text open the first user turn."""
+    rest = list(messages)
+    head = [rules] if rules else []
+    if rest and rest[0].get("role") == "system":
+        head.append(rest.pop(0).get("content") or "")
+    head = [h for h in head if h]
+    if not head:
+        return rest
+    first = next((i for i, m in enumerate(rest) if m.get("role") == "user"), None)
+    if first is None:
+        return [{"role": "user", "content": "\n\n".join(head)}, *rest]
+    user = rest[first]
+    rest[first] = {**user, "content": "\n\n".join([*head, user.get("content") or ""]).rstrip()}
+    return rest
+
+
+_SYSTEM_ROLE: dict[int, tuple[Any, bool]] = {}
+
+
+def supports_system_role(tokenizer: Any) -> bool:
+    """Whether the chat template renders a system message (some refuse it, some drop it silently)."""
+    cached = _SYSTEM_ROLE.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    mark = _mark()
+    probe = [{"role": "system", "content": mark}, {"role": "user", "content": "hi"}]
+    try:
+        ok = mark in tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - jinja's raise_exception("System role not supported") and the like
+        ok = False
+    _SYSTEM_ROLE[id(tokenizer)] = (tokenizer, ok)
+    return ok
 
 
 def render_prompt(
@@ -126,11 +167,13 @@ def render_prompt(
     """
     tool_kwargs = {"tools": tools} if tools else {}
     check_fields(tokenizer, messages, tools)
+    if messages and messages[0].get("role") == "system" and not supports_system_role(tokenizer):
+        messages = _fold_system(messages)  # the caller's system text opens the first user turn
     if not collaboration:
         prompt, spans = render_marked(tokenizer, messages, add_generation_prompt=True, **tool_kwargs)
         finisher = _finisher_turn(tokenizer, messages, tool_kwargs, finisher_may_call)
         return PromptTexts(prompt=prompt, prompt_spans=spans, finisher=finisher)
-    full = _with_rules(messages, collaboration_rules(names, rules_template, roles))
+    full = _with_rules(tokenizer, messages, collaboration_rules(names, rules_template, roles))
     prompt, spans = render_marked(tokenizer, full, add_generation_prompt=True, **tool_kwargs)
     opens_think = prompt.rstrip().endswith("<think>")
     finisher = (
