@@ -1,4 +1,4 @@
-"""Forced tool calls hold in every mode; templates without a system role; sliding windows; calculator towers."""
+"""Forced tool calls hold in every mode; templates without a system role; sliding windows; calculator."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _tools(log: list[str]) -> list[Tool]:
     ]
 
 
-# ---------------------------------------------------------------------------------------------- forcing
+# --- forcing
 @pytest.mark.parametrize("choice", ["required", "any", "lookup", "weather"])
 def test_a_forced_call_runs_without_collaboration(qwen_tokenizer, choice: str) -> None:
     log: list[str] = []
@@ -61,7 +61,7 @@ def test_auto_is_not_forced_without_collaboration(qwen_tokenizer) -> None:
     assert result.trace.forwards[0].samples[0].grammar is None
 
 
-# ---------------------------------------------------------------------------------------------- no system role
+# --- no system role
 NO_SYSTEM_TEMPLATE = (
     "{%- for m in messages %}{%- if m.role == 'system' %}{{ raise_exception('System role not supported') }}"
     "{%- endif %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endfor %}"
@@ -97,7 +97,7 @@ def test_rules_fold_into_the_first_user_turn_without_a_system_role(no_system_tok
     assert "<|im_start|>system" not in no_system_tokenizer.decode(prompt_ids(plain))
 
 
-# ---------------------------------------------------------------------------------------------- sliding window
+# --- sliding window
 @pytest.mark.parametrize(
     "family,overrides",
     [
@@ -129,7 +129,7 @@ def test_windows_that_never_slide_are_served(qwen_tokenizer, family: str, overri
     assert engine.run(QUESTION, max_forwards=3).answer is not None
 
 
-# ---------------------------------------------------------------------------------------------- calculator
+# --- calculator
 @pytest.mark.parametrize(
     "expression",
     ["2**10**400", "(2**10**400)", "3 * 2**10**400", "-2**10**400", "2.0**10**400", "1e400", "-1e999 + 1"],

@@ -25,7 +25,7 @@ def _call(name: str = "lookup") -> ToolCall:
     return ToolCall(name=name, arguments={"city": "Paris"})
 
 
-# ---------------------------------------------------------------------------------------------- error texts
+# --- error texts
 @pytest.mark.parametrize(
     "error",
     [
@@ -72,7 +72,7 @@ def test_huge_results_and_unprintable_errors_stay_bounded(qwen_tokenizer) -> Non
     assert odd.is_error and "Unprintable" in odd.content
 
 
-# ---------------------------------------------------------------------------------------------- async tools
+# --- async tools
 @pytest.mark.parametrize("kind", [KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError])
 def test_an_async_tool_raising_base_exceptions_harms_no_later_call(kind: type[BaseException]) -> None:
     async def bad(city: str) -> str:
@@ -129,7 +129,7 @@ def test_a_timed_out_async_tool_is_cancelled_and_its_thread_returns() -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------------- timeouts
+# --- timeouts
 @pytest.mark.parametrize("where", ["executor", "tool", "engine"])
 def test_an_infinite_timeout_means_no_limit(qwen_tokenizer, where: str) -> None:
     if where == "engine":
@@ -155,7 +155,7 @@ def test_nan_or_negative_timeouts_are_refused(qwen_tokenizer) -> None:
             engine.run(QUESTION, tool_timeout_s=bad)
 
 
-# ---------------------------------------------------------------------------------------------- cancellation
+# --- cancellation
 def test_cancelling_an_astream_while_its_tool_runs_frees_the_pages_at_once(qwen_tokenizer) -> None:
     release = threading.Event()
 
@@ -188,7 +188,7 @@ def test_cancelling_an_astream_while_its_tool_runs_frees_the_pages_at_once(qwen_
     engine.close()
 
 
-# ---------------------------------------------------------------------------------------------- threads
+# --- threads
 def _hogwild_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("hogwild")]
 
