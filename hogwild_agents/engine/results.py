@@ -27,6 +27,7 @@ def build_result(
         answer=answer,
         workers=workers,
         stop_reason=reason,
+        answer_truncated=run.answer_truncated,
         collaboration=bool(run.cfg.collaboration),
         usage=run.usage.model_copy(),
         tool_calls=[ToolCallRecord(id=c.id, name=c.name, arguments=c.arguments) for c in calls or []],

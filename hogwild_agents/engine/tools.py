@@ -58,6 +58,16 @@ class ToolSession:
         self.log: list[ToolEventRecord] = []
         self._count, self._truncate = tokenizer_counters(res.tokenizer)
         self._compile_up_front()
+        self._answer: TokenConstraint | None = None
+        if cfg.response_format is not None and not cfg.use_finisher:
+            # Plain generation: the first worker's text is the answer, so the schema constrains it.
+            if self._active:
+                raise InvalidRequestError(
+                    "response_format together with tools needs the finisher to write the answer: pass "
+                    "collaboration=True (or finisher=True), or tool_choice='none'"
+                )
+            factory = res.grammar_factory
+            self._answer = factory.constraint(factory.json_schema(cfg.response_format))
 
     def _compile_up_front(self) -> None:
         """Compile every grammar the workers may need now (later uses hit the cache).
@@ -149,7 +159,12 @@ class ToolSession:
         self._state(worker)
 
     def constraint(self, worker: str) -> TokenConstraint | None:
-        """The worker's grammar matcher (free text until a call starts; then a schema-valid call)."""
+        """The worker's grammar matcher (free text until a call starts; then a schema-valid call).
+
+        In plain generation with ``response_format`` the first worker's answer grammar.
+        """
+        if self._answer is not None and worker == self.cfg.names[0]:
+            return self._answer
         state = self._state(worker)
         if state is None:
             return None
@@ -158,6 +173,15 @@ class ToolSession:
             grammar = state.auto_grammar
             state.constraint = self.res.grammar_factory.constraint(grammar) if grammar is not None else None
         return state.constraint
+
+    def cut_short(self, worker: str) -> bool:
+        """Whether ``worker``'s grammar was left mid-way (a JSON answer or a call the budget cut)."""
+        if self._answer is not None and worker == self.cfg.names[0]:
+            return not self._answer.is_completed
+        state = self._workers.get(worker)
+        if state is None or state.constraint is None:
+            return False
+        return not state.constraint.is_completed
 
     def detect(self, worker: str, text: str) -> list[ToolCall]:
         """Feed a worker's new text; return the calls it completed."""
