@@ -2,11 +2,12 @@
 
 Every call runs on a pool of daemon threads; an async tool gets a fresh event loop of its own on its pool
 thread, so an async tool that blocks (``time.sleep``) or raises ``KeyboardInterrupt`` affects only its own
-call, never another request's. A call that times out is answered at once with an error outcome (an async
-one is also cancelled), its thread is abandoned (never joined), and a fresh pool thread replaces it, so a
-hung tool neither blocks other calls nor the interpreter's exit. Results *and* error texts are cut to the
-same token budget, and a huge text is cut by characters before it is measured, so a tool's multi-megabyte
-message costs no more than a short one.
+call, never another request's. A call's time limit runs from when a pool thread starts it (waiting
+for a free thread does not count). A call that times out is answered at once with an error outcome (an
+async one is also cancelled), its thread is abandoned (never joined), and a fresh pool thread replaces
+it, so a hung tool neither blocks other calls nor the interpreter's exit. Results *and* error texts are
+cut to the same token budget, and a huge text is cut by characters before it is measured, so a tool's
+multi-megabyte message costs no more than a short one.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from .tool import Tool, ToolArgumentsError, ToolCall, ToolOutcome
 _STOP = object()
 _CHARS_PER_TOKEN_BOUND = 32
 """No token of a tokenizer we serve is this long: ``limit * 32`` characters hold ``limit`` tokens."""
-_MEASURED_CHARS = 1 << 18
-"""Texts up to this long are measured in full (tens of milliseconds); longer ones are cut first."""
+_MEASURED_CHARS = 1 << 15
+"""Texts up to this long are measured in full (milliseconds); longer ones are cut first."""
 
 
 def count_characters(text: str) -> int:
@@ -125,16 +126,20 @@ class ToolExecutor:
             limit = None
         lock = threading.Lock()
 
-        def finish(content: str, is_error: bool, truncated: bool = False) -> bool:
+        returned = threading.Event()  # the tool returned in time: the timer may no longer answer
+
+        def finish(content: str, is_error: bool, truncated: bool = False, timer: bool = False) -> bool:
             with lock:
-                if outer.done():
+                if outer.done() or (timer and returned.is_set()):
                     return False
                 outer.set_result(ToolOutcome(call, content, is_error, time.perf_counter() - start, truncated))
                 return True
 
         def on_result(result: Any, error: BaseException | None = None) -> bool:
-            if outer.done():  # timed out or cancelled already: do not even render the late result
-                return False
+            with lock:  # the time limit covers the tool, not the rendering of what it returned
+                if outer.done():  # timed out already: do not even render the late result
+                    return False
+                returned.set()
             if error is not None:
                 content, is_error = f"Error: {type(error).__name__}: {_error_text(error)}", True
             else:
@@ -142,12 +147,16 @@ class ToolExecutor:
             content, truncated = _limit(content, max_result_tokens, count_tokens, truncate)
             return finish(content, is_error, truncated)
 
-        if limit is not None:
+        def begin() -> None:
+            """The call starts on a pool thread: its time limit runs from now (not while it queued)."""
+            if limit is None:
+                return
             timer = threading.Timer(limit, self._time_out, (call, limit, finish))
             timer.daemon = True
-            timer.start()
             outer.add_done_callback(lambda _: timer.cancel())
-        self._pool.jobs.put((tool.func, args, on_result, outer))
+            timer.start()
+
+        self._pool.jobs.put((tool.func, args, on_result, outer, begin))
         return outer
 
     def shutdown(self) -> None:
@@ -155,7 +164,7 @@ class ToolExecutor:
         self._finalizer()
 
     def _time_out(self, call: ToolCall, limit: float, finish: Callable[..., bool]) -> None:
-        if not finish(f"Error: tool {call.name!r} timed out after {limit:g} s", True):
+        if not finish(f"Error: tool {call.name!r} timed out after {limit:g} s", True, timer=True):
             return
         self._pool.replace()  # the hung thread keeps its job; give the pool a replacement
 
@@ -193,9 +202,10 @@ class _Pool:
 
 def _work(pool: _Pool) -> None:
     while (job := pool.jobs.get()) is not _STOP:
-        func, args, on_result, outer = job
-        if outer.done():  # answered (timed out) before a thread was free: never start it
+        func, args, on_result, outer, begin = job
+        if outer.done():  # answered (cancelled) before a thread was free: never start it
             continue
+        begin()
         try:
             result = func(**args)
             if inspect.isawaitable(result):
@@ -204,7 +214,7 @@ def _work(pool: _Pool) -> None:
             in_time = on_result(None, e)
         else:
             in_time = on_result(result)
-        del job, func, args, on_result, outer  # hold nothing of a finished call while idle
+        del job, func, args, on_result, outer, begin  # hold nothing of a finished call while idle
         if not in_time:  # timed out: a replacement thread was started, so this one retires
             pool.retire()
             return
