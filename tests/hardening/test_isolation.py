@@ -226,3 +226,28 @@ def test_garbage_collection_frees_an_engines_threads(qwen_tokenizer) -> None:
     assert len(_hogwild_threads()) > before
     del engine
     assert _settle(before, timeout=15) == before, [t.name for t in _hogwild_threads()]
+
+
+# --- stop strings: bounded up front, checked incrementally
+def test_the_largest_stop_strings_cost_constant_work_per_token() -> None:
+    """16 stop strings of 512 characters (the limit): feeding 4000 pieces stays linear in the text."""
+    from hogwild_agents.text.stops import StopMatcher
+
+    stops = [("ab" * 256)[:511] + chr(ord("A") + i) for i in range(16)]
+    matcher = StopMatcher(stops)
+    start = time.perf_counter()
+    for _ in range(4000):
+        matcher.feed("ab")  # always a prefix of every stop string: the worst case for naive checks
+    elapsed = time.perf_counter() - start
+    assert matcher.cut is None and elapsed < 1.0, f"{elapsed:.2f} s for 4000 pieces"
+    assert matcher.held <= 512  # what a stream holds back is bounded by the longest stop string
+
+
+def test_stop_strings_past_the_limits_are_refused(qwen_tokenizer) -> None:
+    from hogwild_agents import InvalidRequestError
+
+    engine = engine_for(qwen_tokenizer, workers=1, collaboration=False)
+    for stop in (["x" * 513], [f"s{i}" for i in range(17)], [""], ["ok", ""]):
+        with pytest.raises(InvalidRequestError, match="stop"):
+            engine.run(QUESTION, stop=stop)
+    engine.close()
