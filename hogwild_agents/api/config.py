@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,6 +22,28 @@ DEFAULT_WORKER_NAMES: tuple[str, ...] = (
     "Alice", "Bob", "Carol", "Dave", "Eve", "Frank", "Grace", "Heidi",
     "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil",
 )  # fmt: skip
+
+
+_PLACEHOLDERS = frozenset({"names", "count"})
+"""The fields a ``system_prompt`` template may use."""
+
+
+def _check_unicode(value: object, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(
+                f"{where} holds text that is not valid Unicode (a lone surrogate at index {e.start}); send "
+                "well-formed UTF-8 text"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, where)
+            _check_unicode(item, where)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_unicode(item, where)
 
 
 MAX_STOP_STRINGS = 16
@@ -249,6 +272,32 @@ class HogwildConfig(BaseModel):
                     f"({', '.join(sorted(RESERVED_WRITERS))}); choose other names"
                 )
         return names
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _known_placeholders(cls, template: str | None) -> str | None:
+        if template is None:
+            return None
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as e:  # a lone '{' or '}'
+            raise ValueError(
+                f"system_prompt is not a valid template ({e}); write literal braces as '{{{{' and '}}}}'"
+            ) from None
+        unknown = sorted({f for f in fields if f.split(".")[0].split("[")[0] not in _PLACEHOLDERS})
+        if unknown:
+            raise ValueError(
+                f"system_prompt has unknown placeholder(s) {['{' + f + '}' for f in unknown]}; the known "
+                f"ones are {{names}} and {{count}} (write literal braces as '{{{{' and '}}}}')"
+            )
+        return template
+
+    @model_validator(mode="after")
+    def _valid_text(self) -> HogwildConfig:
+        """Every text option must be encodable (no lone surrogates): refused here, not in a forward."""
+        for name, value in self.model_dump().items():
+            _check_unicode(value, name)
+        return self
 
     @field_validator("stop")
     @classmethod

@@ -209,6 +209,12 @@ class RunResult(BaseModel):
     answer: str = Field(description="The final answer text (the finisher's, or the single worker's).")
     workers: list[WorkerResult] = Field(description="Each worker's text, in worker order.")
     stop_reason: StopReason = Field(description="Why generation ended before the finisher.")
+    answer_truncated: bool = Field(
+        False,
+        description="The answer was constrained (response_format, a forced or started tool call) and the "
+        "token budget ended it before its grammar closed: it is not valid JSON / not a complete call. "
+        "Front ends turn this into their parser error (LangChain OutputParserException).",
+    )
     collaboration: bool = Field(
         True, description="Whether the workers collaborated (False: plain generation)."
     )

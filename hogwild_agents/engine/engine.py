@@ -222,18 +222,16 @@ class HogwildEngine:
 
         from ..models.store import resolve_model_path
 
-        path = resolve_model_path(model_id_or_path)
+        path = resolve_model_path(model_id_or_path)  # a packaged model's files are verified here
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
         parallel = ParallelContext.from_environment()
-        if parallel.enabled:  # heads and MLP columns split over the ranks, full logits on each
-            model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=dtype or torch.bfloat16, **_tp_plan_kwargs()
-            )
-        else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16).to(device)
+        kwargs = _tp_plan_kwargs() if parallel.enabled else {}  # TP: heads and MLP columns split over ranks
+        model = _load_weights(AutoModelForCausalLM, path, dtype=dtype or torch.bfloat16, **kwargs)
+        if not parallel.enabled:
+            model = model.to(device)
         if workers is not None:
             config["workers"] = workers
         return cls(model, tokenizer, HogwildConfig(**config), parallel=parallel)
@@ -426,6 +424,21 @@ def _started(run: RunState) -> RunStartedEvent:
         collaboration=bool(cfg.collaboration),
         answer_worker=None if cfg.use_finisher else cfg.names[0],
     )
+
+
+def _load_weights(auto: Any, path: str, **kwargs: Any) -> torch.nn.Module:
+    """``auto.from_pretrained(path)``; an unreadable weights file is :class:`ModelNotAvailableError`."""
+    from safetensors import SafetensorError
+
+    from ..models.store import ModelNotAvailableError
+
+    try:
+        return auto.from_pretrained(path, **kwargs)
+    except SafetensorError as e:  # truncated or corrupted safetensors: a raw header error otherwise
+        raise ModelNotAvailableError(
+            f"the weights in {path} cannot be read ({e}); the files are truncated or corrupted: convert or "
+            "download the model again (a packaged model: delete its cache folder and run again)"
+        ) from e
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:

@@ -27,6 +27,7 @@ def build_result(
         answer=answer,
         workers=workers,
         stop_reason=reason,
+        answer_truncated=run.answer_truncated,
         collaboration=bool(run.cfg.collaboration),
         answer_worker=None if run.cfg.use_finisher else run.cfg.names[0],
         usage=run.usage.model_copy(),

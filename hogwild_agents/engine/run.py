@@ -15,6 +15,7 @@ from ..api.results import SamplingRecord
 from ..runner.sampling import SamplingParams
 from ..text.prompts import PromptTexts, step_header
 from ..tools import Tool
+from ..tools.schema import check_response_format, grammar_error
 from .budget import check_prompt_fits
 from .finisher import apply_finish, end_turn, plan_finish
 from .generate import apply_generate, end_generation, plan_drain, plan_generate
@@ -37,6 +38,12 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
         ContextOverflowError: the prompt does not fit.
         InvalidRequestError: the tools or ``tool_choice`` are invalid.
     """
+    if cfg.response_format is not None:
+        check_response_format(cfg.response_format)
+        try:
+            res.grammar_factory.json_schema(cfg.response_format)  # compiled now: cached for the finisher
+        except Exception as e:  # xgrammar's RuntimeError names the unsupported part
+            raise grammar_error("response_format", e) from e
     seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     worker_bans: list[int] = []
     if cfg.collaboration and cfg.ban_header_tokens:
@@ -56,7 +63,7 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
         texts=texts,
         tools=ToolSession(res, tools, cfg),
         sampling=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, seed),
-        prompt_ids=res.encode(texts.prompt),
+        prompt_ids=res.encode_marked(texts.prompt, texts.prompt_spans),
         finisher_ids=res.encode(texts.finisher) if cfg.use_finisher else [],
         worker_ban=res.ban_set("workers", tuple(sorted(set(worker_bans)))) if worker_bans else None,
         finisher_ban=(
