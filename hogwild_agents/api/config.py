@@ -188,8 +188,8 @@ class HogwildConfig(BaseModel):
     max_answer_tokens: int = Field(
         256,
         ge=1,
-        description="Tokens of the answer: the finisher's, or in plain generation (no finisher) the first "
-        "worker's, which then stops with reason 'max_answer_tokens'.",
+        description="Tokens of the answer: the finisher's, or in plain generation without tools (no "
+        "finisher) the first worker's, which then stops with reason 'max_answer_tokens'.",
     )
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")

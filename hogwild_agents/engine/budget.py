@@ -52,9 +52,21 @@ def budget_reason(run: RunState, groups: list[WriteGroup]) -> StopReason | None:
         return "max_forwards"
     if run.cfg.max_new_tokens is not None and run.usage.generated_tokens >= run.cfg.max_new_tokens:
         return "max_new_tokens"
-    if not run.cfg.use_finisher and run.workers and run.workers[0].generated >= run.cfg.max_answer_tokens:
-        return "max_answer_tokens"  # plain generation: the first worker's text is the answer
+    if _plain_answer_spent(run):
+        return "max_answer_tokens"
     return room_reason(run, groups)
+
+
+def _plain_answer_spent(run: RunState) -> bool:
+    """Plain generation without tools: the first worker's text is the answer, bounded like one.
+
+    With tools the worker's text holds calls and results, which a cut would break: the forward budget
+    bounds it instead.
+    """
+    cfg = run.cfg
+    if cfg.use_finisher or run.tools.enabled or not run.workers:
+        return False
+    return run.workers[0].generated >= cfg.max_answer_tokens
 
 
 def room_reason(run: RunState, groups: list[WriteGroup]) -> StopReason | None:

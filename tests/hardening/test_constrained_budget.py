@@ -43,13 +43,16 @@ def test_the_finisher_answer_is_complete_or_marked(qwen_tokenizer, max_answer_to
 @pytest.mark.parametrize("max_forwards", [1, 3, 8, 40])
 def test_plain_generation_enforces_and_marks_the_schema(qwen_tokenizer, max_forwards: int) -> None:
     engine = engine_for(qwen_tokenizer, workers=1, collaboration=False)
-    small = engine.run(QUESTION, response_format=SMALL, max_forwards=max_forwards)
+    # max_answer_tokens bounds a plain answer too: set it above the forward budget, which is under test here
+    small = engine.run(QUESTION, response_format=SMALL, max_forwards=max_forwards, max_answer_tokens=64)
     assert small.trace.forwards[0].samples[0].grammar is not None, "the schema applies from the first token"
     complete = _complete_or_marked(small, SMALL)  # short budgets may or may not close it: never invalid
     if max_forwards >= 40:
         assert complete
-    long = engine.run(QUESTION, response_format=LONG, max_forwards=max_forwards)
+    long = engine.run(QUESTION, response_format=LONG, max_forwards=max_forwards, max_answer_tokens=64)
     assert long.answer_truncated
+    cut = engine.run(QUESTION, response_format=LONG, max_forwards=64, max_answer_tokens=max_forwards)
+    assert cut.answer_truncated  # cut by the answer budget: marked the same way
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -70,7 +73,14 @@ def test_a_forced_call_cut_by_the_budget_is_marked(qwen_tokenizer) -> None:
     engine = engine_for(qwen_tokenizer, workers=1, collaboration=False)
     cut = engine.run(QUESTION, tools=[tool], tool_mode="return", tool_choice="required", max_forwards=3)
     assert not cut.tool_calls and cut.answer_truncated
-    whole = engine.run(QUESTION, tools=[tool], tool_mode="return", tool_choice="required", max_forwards=80)
+    whole = engine.run(
+        QUESTION,
+        tools=[tool],
+        tool_mode="return",
+        tool_choice="required",
+        max_forwards=80,
+        max_answer_tokens=80,
+    )
     assert whole.tool_calls and not whole.answer_truncated
     engine.drop_kept_runs()
 
