@@ -250,23 +250,24 @@ class ChunkWriter:
     def _final(self, result: RunResult) -> list[ChatCompletionChunk]:
         self.result = result
         out = []
-        if self.req.returns_calls:
-            calls = _tool_calls(result)
-            if calls:
-                deltas = [
-                    ChoiceDeltaToolCall(
-                        index=i,
-                        id=c.id,
-                        type="function",
-                        function=ChoiceDeltaToolCallFunction(
-                            name=c.function.name, arguments=c.function.arguments
-                        ),
-                    )
-                    for i, c in enumerate(calls)
-                ]
-                out.append(self._chunk(ChoiceDelta(tool_calls=deltas)))
-            elif result.answer:
-                out.append(self._chunk(ChoiceDelta(content=result.answer)))
+        calls = _tool_calls(result) if self.req.returns_calls else []
+        if calls:
+            deltas = [
+                ChoiceDeltaToolCall(
+                    index=i,
+                    id=c.id,
+                    type="function",
+                    function=ChoiceDeltaToolCallFunction(
+                        name=c.function.name, arguments=c.function.arguments
+                    ),
+                )
+                for i, c in enumerate(calls)
+            ]
+            out.append(self._chunk(ChoiceDelta(tool_calls=deltas)))
+        elif not self._answer_started and result.answer.strip():
+            # The answer came without answer events (plain workers: the first one's text), or was held
+            # back because it might have been a tool call: it is sent whole now.
+            out.append(self._chunk(ChoiceDelta(content=result.answer.lstrip())))
         reason = finish_reason(result, self.req.overrides["max_answer_tokens"])
         out.append(
             self._chunk(ChoiceDelta(hogwild={"event": "finished", "stop_reason": result.stop_reason}), reason)
