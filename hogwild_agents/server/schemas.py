@@ -226,6 +226,7 @@ class WebRunRequest(_Strict):
 
     task: str = Field(min_length=1, max_length=20000)
     tools: list[Literal["calculator"]] = Field(default_factory=list)
+    tool_choice: Literal["auto", "required"] = "auto"
     workers: int | None = Field(None, ge=1, le=8)
     max_forwards: int | None = Field(None, ge=1, le=4096)
     max_answer_tokens: int | None = Field(None, ge=1, le=4096)

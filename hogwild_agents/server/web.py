@@ -74,6 +74,7 @@ def web_run_overrides(body: WebRunRequest) -> tuple[str, list[Any], dict[str, An
             overrides[name] = value
     if tools:
         overrides["tool_mode"] = "execute"
+        overrides["tool_choice"] = body.tool_choice
     return body.task, tools, overrides
 
 
