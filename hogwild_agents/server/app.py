@@ -46,6 +46,7 @@ def create_app(
     *,
     model_name: str = "hogwild",
     max_body_bytes: int = MAX_BODY_BYTES,
+    background_load: bool = True,
 ) -> FastAPI:
     """Build the server's app around one engine.
 
@@ -54,6 +55,8 @@ def create_app(
             the app starts; ``/health`` and requests answer 503 until it is ready).
         model_name: the model id ``/v1/models`` lists and replies carry.
         max_body_bytes: larger request bodies are refused with 413.
+        background_load: load a factory's engine on a thread (``/health`` says 503 meanwhile); False
+            loads it during the app's startup, before any request is routed (Ray Serve replicas).
     """
     holder = (
         EngineHolder(engine=engine) if isinstance(engine, HogwildEngine) else EngineHolder(factory=engine)
@@ -62,6 +65,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder.start_loading()
+        if not background_load:
+            await asyncio.to_thread(holder.wait_loaded)
         yield
         holder.close()
 

@@ -58,6 +58,11 @@ class EngineHolder:
         self._loader = threading.Thread(target=load, name="hogwild-load", daemon=True)
         self._loader.start()
 
+    def wait_loaded(self) -> None:
+        """Block until the background load has ended (ready or failed)."""
+        if self._loader is not None:
+            self._loader.join()
+
     @property
     def status(self) -> str:
         """``ready``, ``loading`` or ``failed``."""
