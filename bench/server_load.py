@@ -7,7 +7,8 @@ leave after a few chunks. Meanwhile ``/health`` is polled. Checks, then prints:
   the answer and each worker's text, token for token;
 - no pages leaked: once idle, ``/health``'s ``pages_free`` is what it was before the load;
 - ``/health`` answered 200 throughout;
-- numbers: requests, p50/p95 latency of a whole stream, time to first worker token, completion tok/s.
+- numbers: requests, p50/p95 latency of a whole stream, time to first worker token, completion tok/s,
+  and the solo requests' latency (what the same requests cost one after the other).
 
 Usage::
 
@@ -124,10 +125,12 @@ async def run_load(url: str, args: argparse.Namespace) -> dict[str, Any]:
     stop.set()
     await poller
     done = [o for o in outcomes if not o["left"]]
-    mismatches = []
+    mismatches, solo_times = [], []
     for i, got in enumerate(done):  # the same request alone, not streamed
         body = _request(i, args)
+        t = time.perf_counter()
         solo = await client.chat.completions.create(**body)
+        solo_times.append(time.perf_counter() - t)
         want_workers = {w["name"]: w["text"] for w in solo.model_extra["hogwild"]["workers"]}
         if (
             got["content"] != (solo.choices[0].message.content or "").lstrip()
@@ -146,6 +149,8 @@ async def run_load(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "latency_p50_s": round(_pct(latencies, 0.5), 2),
         "latency_p95_s": round(_pct(latencies, 0.95), 2),
         "first_token_p50_s": round(statistics.median(o["first_token"] for o in done), 2),
+        "solo_latency_p50_s": round(statistics.median(solo_times), 2),
+        "solo_sequential_s": round(sum(solo_times), 2),
         "completion_tokens": tokens,
         "tokens_per_s": round(tokens / wall, 1),
         "pages_free_before": before["pages_free"],
