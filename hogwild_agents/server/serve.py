@@ -20,8 +20,19 @@ def model_label(model: str | None) -> str:
     return model or os.environ.get("HOGWILD_MODEL") or DEFAULT_MODEL
 
 
-def load_engine(model: str | None = None, workers: int = 2, **config: Any) -> HogwildEngine:
-    """Load the engine for ``model`` (``hogwild-test:tiny-random-qwen2`` builds the tiny test model)."""
+def load_engine(
+    model: str | None = None,
+    workers: int = 2,
+    *,
+    dtype: str | None = None,
+    device: str | None = None,
+    **config: Any,
+) -> HogwildEngine:
+    """Load the engine for ``model`` (``hogwild-test:tiny-random-qwen2`` builds the tiny test model).
+
+    ``dtype`` and ``device`` are as for :meth:`HogwildEngine.from_pretrained`; ``config`` holds
+    :class:`HogwildConfig` fields.
+    """
     from transformers.utils import logging as hf_logging
 
     from ..models.testing import TINY_TEST_MODEL, tiny_random_qwen2
@@ -31,7 +42,7 @@ def load_engine(model: str | None = None, workers: int = 2, **config: Any) -> Ho
     if model == TINY_TEST_MODEL:
         tiny, tokenizer = tiny_random_qwen2()
         return HogwildEngine(tiny, tokenizer, HogwildConfig(workers=workers, **config))
-    return HogwildEngine.from_pretrained(model, workers=workers, **config)
+    return HogwildEngine.from_pretrained(model, workers=workers, dtype=dtype, device=device, **config)
 
 
 def serve(

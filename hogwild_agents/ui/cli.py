@@ -452,13 +452,16 @@ def _add_serve_parser(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--max-cache-tokens", type=int, help="capacity of the shared KV store, in tokens")
+    serve.add_argument("--dtype", help="weights dtype (default bfloat16; float32 is faster on most CPUs)")
+    serve.add_argument("--device", help="cuda or cpu (default: CUDA when available)")
     serve.add_argument("--ray", action="store_true", help="serve through Ray Serve (the serve-ray extra)")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: engine replicas (default 1)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    config = {} if args.max_cache_tokens is None else {"max_cache_tokens": args.max_cache_tokens}
+    given = {"max_cache_tokens": args.max_cache_tokens, "dtype": args.dtype, "device": args.device}
+    config = {k: v for k, v in given.items() if v is not None}
     try:
         if args.ray:
             from ..server.ray_app import serve_ray
