@@ -45,7 +45,9 @@ from ..api.events import (
     ToolCallFinishedEvent,
     ToolCallStartedEvent,
 )
+from ..api.messages import normalize_messages
 from ..api.results import RunResult, Usage
+from ..text.router import needs_team
 from .schemas import ChatCompletionRequest, ToolChoiceFunction
 
 __all__ = ["ChunkWriter", "EngineRequest", "completion", "engine_request", "finish_reason", "usage"]
@@ -117,14 +119,27 @@ def engine_request(body: ChatCompletionRequest, model: str) -> EngineRequest:
         schema = body.response_format.engine_schema()
         if schema is not None:
             overrides["response_format"] = schema
+    messages = [m.to_engine() for m in body.messages]
+    if limit is not None and _plain(messages, bool(tools), overrides):
+        # Without the team the answer is the first worker's own text, one token per forward: the
+        # client's token limit bounds the forwards (the finisher's limit would bound nothing).
+        overrides["max_forwards"] = min(overrides["max_forwards"], limit)
     return EngineRequest(
-        messages=[m.to_engine() for m in body.messages],
+        messages=messages,
         tools=tools,
         overrides=overrides,
         stream=bool(body.stream),
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         model=body.model or model,
     )
+
+
+def _plain(messages: list[dict[str, Any]], tools: bool, overrides: dict[str, Any]) -> bool:
+    """Whether the run will be plain generation (no team, no finisher), as the engine will decide it."""
+    collaboration = overrides.get("collaboration")
+    if collaboration == "auto":
+        return not overrides.get("roles") and not needs_team(normalize_messages(messages), tools)
+    return collaboration is False and overrides.get("finisher") is not True
 
 
 def usage(u: Usage) -> CompletionUsage:
@@ -144,6 +159,8 @@ def finish_reason(result: RunResult, max_answer_tokens: int) -> str:
     if result.tool_calls:
         return "tool_calls"
     if result.collaboration and result.usage.answer_tokens >= max_answer_tokens:
+        return "length"
+    if not result.collaboration and result.stop_reason in ("max_forwards", "max_new_tokens"):
         return "length"
     return "stop"
 

@@ -212,3 +212,14 @@ def test_plain_http_client_works_too(server) -> None:
     reply = httpx.post(f"{server.base_url}/chat/completions", json=_body(hogwild=BUDGET), timeout=60)
     assert reply.status_code == 200 and reply.headers["x-hogwild-pid"] == str(server.health()["pid"])
     assert reply.json()["object"] == "chat.completion"
+
+
+def test_max_tokens_bounds_a_plain_answer(client) -> None:
+    # A short greeting: collaboration="auto" gives one plain worker, whose text is the answer.
+    reply = client.chat.completions.create(
+        model=TINY, messages=[{"role": "user", "content": "hi"}], max_tokens=3, temperature=1.0, seed=2,
+        extra_body={"hogwild": {"early_exit": False}},
+    )
+    assert reply.model_extra["hogwild"]["collaboration"] is False
+    assert reply.usage.completion_tokens <= 3
+    assert reply.choices[0].finish_reason == ("length" if reply.usage.completion_tokens == 3 else "stop")
