@@ -231,3 +231,4 @@ class WebRunRequest(_Strict):
     max_forwards: int | None = Field(None, ge=1, le=4096)
     max_answer_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    early_exit: bool | None = None

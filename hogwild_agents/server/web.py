@@ -68,7 +68,7 @@ def web_run_overrides(body: WebRunRequest) -> tuple[str, list[Any], dict[str, An
 
     tools = [calculator_tool() for name in dict.fromkeys(body.tools) if name == "calculator"]
     overrides = dict(WEB_DEFAULTS)
-    for name in ("workers", "max_forwards", "max_answer_tokens", "temperature"):
+    for name in ("workers", "max_forwards", "max_answer_tokens", "temperature", "early_exit"):
         value = getattr(body, name)
         if value is not None:
             overrides[name] = value
