@@ -30,7 +30,7 @@ from ..api.events import FinishedEvent
 from ..api.results import RunResult
 from ..engine.engine import HogwildEngine, RunStream
 from .convert import ChunkWriter, EngineRequest, completion, engine_request
-from .errors import ServerError, install_error_handlers
+from .errors import ServerError, install_error_handlers, log
 from .runs import EngineHolder, LoadingError
 from .schemas import ChatCompletionRequest, WebRunRequest
 from .web import event_json, page_html, web_run_overrides
@@ -155,8 +155,12 @@ def create_app(
 
         async def events() -> AsyncIterator[dict[str, str]]:
             yield {"data": json.dumps({"type": "start", "workers": names})}
-            async for event in holder.events(stream):
-                yield {"data": json.dumps(event_json(event), ensure_ascii=False)}
+            try:
+                async for event in holder.events(stream):
+                    yield {"data": json.dumps(event_json(event), ensure_ascii=False)}
+            except Exception as e:  # noqa: BLE001 - reported to the page, which shows it
+                log.exception("a web-view run failed")
+                yield {"data": json.dumps({"type": "error", "message": f"{type(e).__name__}: {e}"})}
 
         return EventSourceResponse(events(), ping=15, sep="\n")
 
@@ -189,17 +193,13 @@ async def _sse_chunks(holder: EngineHolder, stream: RunStream, req: EngineReques
         async for event in holder.events(stream):
             for chunk in writer.convert(event):
                 yield chunk.model_dump_json(exclude_unset=True)
-    except InvalidRequestError as e:  # an error after the stream began: reported in the stream
-        yield json.dumps(
-            {
-                "error": {
-                    "message": str(e),
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "invalid_request",
-                }
-            }
-        )
+    except Exception as e:  # noqa: BLE001 - after the stream began, an error can only be reported in it
+        invalid = isinstance(e, InvalidRequestError)
+        if not invalid:
+            log.exception("a streamed run failed")
+        message = str(e) if invalid else f"the run failed ({type(e).__name__}); see the server log"
+        kind, code = ("invalid_request_error", "invalid_request") if invalid else ("server_error", None)
+        yield json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
     yield "[DONE]"
 
 
