@@ -134,8 +134,8 @@ def test_tool_round_trip_with_tool_choice_required(client) -> None:
         messages=messages,
         tools=[WEATHER],
         tool_choice="required",
-        max_tokens=32,
-        extra_body={"hogwild": {"max_forwards": 40, "early_exit": False}},
+        max_tokens=24,
+        extra_body={"hogwild": {"max_forwards": 24, "early_exit": False}},
     )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls", choice
@@ -153,8 +153,8 @@ def test_tool_round_trip_with_tool_choice_required(client) -> None:
         messages=messages,
         tools=[WEATHER],
         tool_choice="required",
-        max_tokens=32,
-        extra_body={"hogwild": {"max_forwards": 40, "early_exit": False}},
+        max_tokens=24,
+        extra_body={"hogwild": {"max_forwards": 24, "early_exit": False}},
     )
     assert second.choices[0].finish_reason in ("stop", "length", "tool_calls")
     reused = second.usage.prompt_tokens_details.cached_tokens
@@ -168,9 +168,9 @@ def test_streamed_named_tool_call(client) -> None:
             messages=[{"role": "user", "content": "Weather in Rome?"}],
             tools=[WEATHER],
             tool_choice={"type": "function", "function": {"name": "get_weather"}},
-            max_tokens=32,
+            max_tokens=24,
             stream=True,
-            extra_body={"hogwild": {"max_forwards": 40, "early_exit": False}},
+            extra_body={"hogwild": {"max_forwards": 24, "early_exit": False}},
         )
     )
     calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or []) if c.choices]
