@@ -35,7 +35,7 @@ if [[ $stages == *variants* ]]; then
     cat "$out/variants.md" 2>/dev/null
 fi
 if [[ $stages == *kernel* ]]; then
-    timeout 240 $py bench/kernel.py --models qwen2.5-7b,llama-3.1-8b,qwen2.5-14b --skip-baselines --reps 20 \
+    timeout ${KERNEL_TIMEOUT:-240} $py bench/kernel.py --models qwen2.5-7b,llama-3.1-8b,qwen2.5-14b --skip-baselines --reps 20 \
         --results "$out/RESULTS_kernel.md" ${KERNEL_ARGS:-} >"$out/kernel.log" 2>&1
     echo "kernel exit $?"
     tail -20 "$out/kernel.log"

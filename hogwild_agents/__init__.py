@@ -4,20 +4,21 @@ Public API: :class:`HogwildEngine`, :class:`HogwildConfig`, :class:`RunResult`, 
 errors. Everything else is private.
 """
 
-from .api.config import HogwildConfig
+from .api.config import HogwildConfig, WorkerRole
 from .api.errors import ContextOverflowError, HogwildError, InvalidRequestError, UnsupportedModelError
 from .api.events import (
     AnswerEvent,
     Event,
     FinishedEvent,
     MessageInjectedEvent,
+    RunStartedEvent,
     StepCommittedEvent,
     TokenEvent,
     ToolCallFinishedEvent,
     ToolCallStartedEvent,
     WorkerStoppedEvent,
 )
-from .api.results import RunResult, Trace, Usage, WorkerResult
+from .api.results import RunResult, ToolCallRecord, ToolEventRecord, Trace, Usage, WorkerResult
 from .engine.engine import HogwildEngine
 from .tools import Tool
 
@@ -34,15 +35,19 @@ __all__ = [
     "InvalidRequestError",
     "MessageInjectedEvent",
     "RunResult",
+    "RunStartedEvent",
     "StepCommittedEvent",
     "TokenEvent",
     "Tool",
     "ToolCallFinishedEvent",
+    "ToolCallRecord",
     "ToolCallStartedEvent",
+    "ToolEventRecord",
     "Trace",
     "Usage",
     "UnsupportedModelError",
     "WorkerResult",
+    "WorkerRole",
     "WorkerStoppedEvent",
     "__version__",
 ]

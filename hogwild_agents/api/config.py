@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import string
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,6 +22,28 @@ DEFAULT_WORKER_NAMES: tuple[str, ...] = (
     "Alice", "Bob", "Carol", "Dave", "Eve", "Frank", "Grace", "Heidi",
     "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil",
 )  # fmt: skip
+
+
+_PLACEHOLDERS = frozenset({"names", "count"})
+"""The fields a ``system_prompt`` template may use."""
+
+
+def _check_unicode(value: object, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(
+                f"{where} holds text that is not valid Unicode (a lone surrogate at index {e.start}); send "
+                "well-formed UTF-8 text"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, where)
+            _check_unicode(item, where)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_unicode(item, where)
 
 
 MAX_STOP_STRINGS = 16
@@ -80,6 +103,18 @@ class HogwildConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    CHAT_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "collaboration": "auto",
+        "early_exit": True,
+        "probe_every": 16,
+        "probe_min_steps": 1,
+        "max_forwards": 256,
+        "max_answer_tokens": 256,
+    }
+    """What the chat front ends (the CLI, ``ChatHogwild``, the LlamaIndex ``Hogwild``, the server) ask for
+    unless told otherwise: a greeting is answered by one plain worker, a task by the team, which stops when
+    a probe finds the answer ready. The library's own defaults (the fields below) stay exact and explicit."""
+
     workers: int = Field(2, ge=1, le=64, description="Number of workers writing in parallel.")
     worker_names: list[str] | None = Field(
         None, description="Names of the workers; defaults to Alice, Bob, Carol, ... (must be unique)."
@@ -126,6 +161,12 @@ class HogwildConfig(BaseModel):
         "integrations, the CLI and the server.",
     )
     probe_every: int = Field(8, ge=1, description="Worker forwards between early-exit probes.")
+    probe_min_steps: int = Field(
+        0,
+        ge=0,
+        description="Probe only once every working worker has committed this many steps (small models "
+        "say yes to the probe before any real work is there; the chat front ends ask for 1).",
+    )
     loop_guard: Literal["nudge", "stop", "off"] = Field(
         "nudge",
         description="When a worker commits a step that repeats an earlier one (its own or another's) at "
@@ -144,7 +185,12 @@ class HogwildConfig(BaseModel):
     )
     max_forwards: int = Field(512, ge=1, description="Budget of sequential forward passes for the workers.")
     max_new_tokens: int | None = Field(None, ge=1, description="Budget of tokens sampled by all workers.")
-    max_answer_tokens: int = Field(256, ge=1, description="Tokens the finisher may write.")
+    max_answer_tokens: int = Field(
+        256,
+        ge=1,
+        description="Tokens of the answer: the finisher's, or in plain generation (no finisher) the first "
+        "worker's, which then stops with reason 'max_answer_tokens'.",
+    )
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="Keep the k most likely tokens (0 keeps all).")
@@ -226,6 +272,32 @@ class HogwildConfig(BaseModel):
                     f"({', '.join(sorted(RESERVED_WRITERS))}); choose other names"
                 )
         return names
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _known_placeholders(cls, template: str | None) -> str | None:
+        if template is None:
+            return None
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as e:  # a lone '{' or '}'
+            raise ValueError(
+                f"system_prompt is not a valid template ({e}); write literal braces as '{{{{' and '}}}}'"
+            ) from None
+        unknown = sorted({f for f in fields if f.split(".")[0].split("[")[0] not in _PLACEHOLDERS})
+        if unknown:
+            raise ValueError(
+                f"system_prompt has unknown placeholder(s) {['{' + f + '}' for f in unknown]}; the known "
+                f"ones are {{names}} and {{count}} (write literal braces as '{{{{' and '}}}}')"
+            )
+        return template
+
+    @model_validator(mode="after")
+    def _valid_text(self) -> HogwildConfig:
+        """Every text option must be encodable (no lone surrogates): refused here, not in a forward."""
+        for name, value in self.model_dump().items():
+            _check_unicode(value, name)
+        return self
 
     @field_validator("stop")
     @classmethod

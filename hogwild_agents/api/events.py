@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AnswerEvent",
+    "RunStartedEvent",
     "Event",
     "FinishedEvent",
     "MessageInjectedEvent",
@@ -76,6 +77,21 @@ class ToolCallFinishedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class RunStartedEvent:
+    r"""The run was accepted (always the first event): who works on it and whose text is the answer.
+
+    ``collaboration`` is decided here when the request asked for ``"auto"``. ``answer_worker`` names the
+    worker whose own text is the answer (plain generation, no finisher); ``None`` when a finisher writes
+    it, as :class:`AnswerEvent`\ s.
+    """
+
+    workers: tuple[str, ...]
+    collaboration: bool
+    answer_worker: str | None
+    worker: str = "engine"
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerEvent:
     """The finisher (or the single worker, without collaboration) produced answer text."""
 
@@ -103,7 +119,8 @@ class FinishedEvent:
 
 
 Event = (
-    TokenEvent
+    RunStartedEvent
+    | TokenEvent
     | StepCommittedEvent
     | WorkerStoppedEvent
     | ToolCallStartedEvent

@@ -87,6 +87,7 @@ def _arguments(raw: Any, where: str) -> dict[str, Any]:
             ) from e
     if not isinstance(raw, dict):
         raise InvalidRequestError(f"{where} arguments must be a JSON object, got {type(raw).__name__}")
+    check_text(json.dumps(raw, ensure_ascii=False, default=str), f"{where} arguments")
     return raw
 
 

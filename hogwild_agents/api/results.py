@@ -30,6 +30,7 @@ StopReason = Literal[
     "all_stopped",
     "max_forwards",
     "max_new_tokens",
+    "max_answer_tokens",
     "context_window",
     "cache_full",
     "tool_calls",
@@ -208,8 +209,19 @@ class RunResult(BaseModel):
     answer: str = Field(description="The final answer text (the finisher's, or the single worker's).")
     workers: list[WorkerResult] = Field(description="Each worker's text, in worker order.")
     stop_reason: StopReason = Field(description="Why generation ended before the finisher.")
+    answer_truncated: bool = Field(
+        False,
+        description="The answer was constrained (response_format, a forced or started tool call) and the "
+        "token budget ended it before its grammar closed: it is not valid JSON / not a complete call. "
+        "Front ends turn this into their parser error (LangChain OutputParserException).",
+    )
     collaboration: bool = Field(
         True, description="Whether the workers collaborated (False: plain generation)."
+    )
+    answer_worker: str | None = Field(
+        None,
+        description="The worker whose own text is the answer (plain generation, no finisher); None when "
+        "a finisher wrote it.",
     )
     usage: Usage = Field(default_factory=Usage, description="Token and time accounting.")
     tool_calls: list[ToolCallRecord] = Field(

@@ -52,6 +52,8 @@ def budget_reason(run: RunState, groups: list[WriteGroup]) -> StopReason | None:
         return "max_forwards"
     if run.cfg.max_new_tokens is not None and run.usage.generated_tokens >= run.cfg.max_new_tokens:
         return "max_new_tokens"
+    if not run.cfg.use_finisher and run.workers and run.workers[0].generated >= run.cfg.max_answer_tokens:
+        return "max_answer_tokens"  # plain generation: the first worker's text is the answer
     return room_reason(run, groups)
 
 

@@ -12,7 +12,7 @@ import torch
 
 from ..api.config import HogwildConfig
 from ..api.errors import InvalidRequestError
-from ..api.events import Event, FinishedEvent
+from ..api.events import Event, FinishedEvent, RunStartedEvent
 from ..api.messages import Messages, check_text, normalize_messages
 from ..api.results import RunResult
 from ..runner.distributed import SINGLE_PROCESS, ParallelContext
@@ -23,6 +23,7 @@ from ..tools import GrammarFactory, ToolExecutor, ToolFormat
 from ..tools.schema import finisher_may_call, tools_from_specs
 from .kept import KeptRuns
 from .protocol import Phase
+from .registry import shared_engine
 from .resources import RunResources
 from .run import close, new_run
 from .scheduler import RunHandle, Scheduler, drive
@@ -177,6 +178,22 @@ class HogwildEngine:
         return self.resources.grammar_factory
 
     @classmethod
+    def shared(
+        cls,
+        model_id_or_path: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        **engine_options: Any,
+    ) -> HogwildEngine:
+        """The process-wide engine for these settings, loaded on first use (see :mod:`.registry`).
+
+        Front ends that name the same model and engine-level options share one engine, whose scheduler
+        batches their runs; per-run options never split it.
+        """
+        return shared_engine(cls.from_pretrained, model_id_or_path, device, dtype, **engine_options)
+
+    @classmethod
     def from_pretrained(
         cls,
         model_id_or_path: str | None = None,
@@ -205,18 +222,16 @@ class HogwildEngine:
 
         from ..models.store import resolve_model_path
 
-        path = resolve_model_path(model_id_or_path)
+        path = resolve_model_path(model_id_or_path)  # a packaged model's files are verified here
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
         parallel = ParallelContext.from_environment()
-        if parallel.enabled:  # heads and MLP columns split over the ranks, full logits on each
-            model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=dtype or torch.bfloat16, **_tp_plan_kwargs()
-            )
-        else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.bfloat16).to(device)
+        kwargs = _tp_plan_kwargs() if parallel.enabled else {}  # TP: heads and MLP columns split over ranks
+        model = _load_weights(AutoModelForCausalLM, path, dtype=dtype or torch.bfloat16, **kwargs)
+        if not parallel.enabled:
+            model = model.to(device)
         if workers is not None:
             config["workers"] = workers
         return cls(model, tokenizer, HogwildConfig(**config), parallel=parallel)
@@ -322,12 +337,14 @@ class HogwildEngine:
         )
 
     def _relay(self, run: RunState, handle: RunHandle) -> Iterator[Event]:
+        yield _started(run)
         for event in self.scheduler.events(handle):
             if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
                 self._keep(run)
             yield event
 
     def _relay_serial(self, run: RunState) -> Iterator[Event]:
+        yield _started(run)
         with self._lock:
             for event in drive(run, self.runner):
                 if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
@@ -397,6 +414,31 @@ class HogwildEngine:
             if isinstance(event, FinishedEvent):
                 return event.result
         raise RuntimeError("the run ended without a result")  # pragma: no cover
+
+
+def _started(run: RunState) -> RunStartedEvent:
+    """The first event of a run's stream: its workers, and where its answer comes from."""
+    cfg = run.cfg
+    return RunStartedEvent(
+        workers=tuple(cfg.names),
+        collaboration=bool(cfg.collaboration),
+        answer_worker=None if cfg.use_finisher else cfg.names[0],
+    )
+
+
+def _load_weights(auto: Any, path: str, **kwargs: Any) -> torch.nn.Module:
+    """``auto.from_pretrained(path)``; an unreadable weights file is :class:`ModelNotAvailableError`."""
+    from safetensors import SafetensorError
+
+    from ..models.store import ModelNotAvailableError
+
+    try:
+        return auto.from_pretrained(path, **kwargs)
+    except SafetensorError as e:  # truncated or corrupted safetensors: a raw header error otherwise
+        raise ModelNotAvailableError(
+            f"the weights in {path} cannot be read ({e}); the files are truncated or corrupted: convert or "
+            "download the model again (a packaged model: delete its cache folder and run again)"
+        ) from e
 
 
 def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:

@@ -68,6 +68,7 @@ def plan_finish(run: RunState) -> Plan | None:
     """The finisher's next forward, or ``None`` when the run just ended."""
     if not run.cfg.use_finisher:
         stop_all(run)
+        run.answer_truncated = run.tools.cut_short(run.workers[0].name)
         finish_run(run, "".join(run.workers[0].parts))  # plain generation: the first worker's text
         return None
     finisher = run.finisher or _start(run)
@@ -134,6 +135,9 @@ def end_turn(run: RunState) -> None:
         finisher.forwards_left = -1
         suspend(run, resume_phase=Phase.FINISH)
         return
+    # A grammar left mid-way (the token budget ran out in a JSON answer or a call) is never a silent
+    # answer: the result says so (RunResult.answer_truncated), for front ends to raise a parser error.
+    run.answer_truncated = finisher.constraint is not None and not finisher.constraint.is_completed
     finish_run(run, answer)
 
 

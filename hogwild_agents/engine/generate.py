@@ -53,13 +53,18 @@ def collect_results(run: RunState) -> None:
                 )
             )
         worker.feed_only = False
-        feed_text(run, worker, tools.result_text(outcomes))
+        text, untrusted = tools.result_text(outcomes)
+        feed_text(run, worker, text, untrusted=untrusted)
 
 
 def plan_generate(run: RunState) -> Plan | Wait | None:
     """The workers' next forward; a :class:`Wait` while all of them wait for tools; ``None`` if it ended."""
     collect_results(run)
-    writers = [w for w in run.active() if w.pending]
+    # A worker that closed a call writes its closing token together with the call's results, never
+    # before them: whether a tool is fast or slow then never changes how many forwards a run takes
+    # (with a separate closing forward, the same request would get one token more or less under
+    # max_forwards depending on the tool's timing).
+    writers = [w for w in run.active() if w.pending and not (w.feed_only and run.tools.calling(w.name))]
     injected: list[WriteGroup] = []
     if run.injections and writers:
         write_injections(run, injected)  # before the views: every writer sees the message this forward

@@ -16,6 +16,7 @@ from typing import Any
 from ..api.config import HogwildConfig
 from ..api.events import FinishedEvent
 from ..api.results import Usage
+from ..text.untrusted import join_pieces
 from ..tools import Tool, ToolCall, ToolOutcome
 from .protocol import Phase
 from .results import build_result
@@ -53,17 +54,21 @@ def resume(run: RunState, outcomes: dict[str, str]) -> None:
         return ToolOutcome(call, outcomes.get(call.id, "Error: the caller sent no result for this call"))
 
     # Calls of the finisher end its turn: their results come in the template's tool-turn wrapper.
-    finisher_results = "".join(fmt.render_result_block(result(c)) for w, c in run.returned if w is None)
+    # The caller's result contents are untrusted: encoded as plain text, only the wrappers as control tokens.
+    finisher_results, finisher_spans = join_pieces(
+        [p for w, c in run.returned if w is None for p in fmt.result_block_pieces(result(c))]
+    )
     for worker in run.workers:
         mine = [call for owner, call in run.returned if owner is worker]
         if mine:
             worker.pending = list(worker.call_token)
             worker.call_token = []
-            feed_text(run, worker, "".join(fmt.inline_result_text(result(c)) for c in mine))
+            text, spans = join_pieces([p for c in mine for p in fmt.inline_result_pieces(result(c))])
+            feed_text(run, worker, text, untrusted=spans)
     run.returned.clear()
     run.phase, run.resume_phase = run.resume_phase, None
     if run.finisher is not None and finisher_results:
-        run.finisher.pending += run.res.encode(finisher_results)
+        run.finisher.pending += run.res.encode_marked(finisher_results, finisher_spans)
         run.finisher.forwards_left = -1  # a new turn starts at the next plan (see finisher.begin_turn)
 
 

@@ -199,6 +199,8 @@ def _guess_run(run: RunState) -> _RunGuess | None:
             return None
         if cfg.max_new_tokens is not None and usage.generated_tokens + len(plan.groups) >= cfg.max_new_tokens:
             return None
+        if not cfg.use_finisher and run.workers[0].generated + 1 >= cfg.max_answer_tokens:
+            return None  # plain generation: the answer's budget may end the run after this step
         writing = {g.writer for g in plan.groups}
         if any(not w.stopped and w.name not in writing for w in run.workers):
             return None  # a worker that is not in this step waits for something: the rules decide

@@ -35,7 +35,9 @@ def probe_due(run: RunState, forwards: int | None = None) -> bool:
     if not (cfg.early_exit and cfg.collaboration and cfg.use_finisher and run.texts.probe):
         return False
     n = run.usage.worker_forwards if forwards is None else forwards
-    return run.phase is Phase.GENERATE and n % cfg.probe_every == 0
+    if run.phase is not Phase.GENERATE or n % cfg.probe_every:
+        return False
+    return all(len(w.steps) >= cfg.probe_min_steps for w in run.workers if not w.stopped)
 
 
 def _answer_ids(run: RunState) -> tuple[set[int], set[int]]:

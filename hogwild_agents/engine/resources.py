@@ -20,6 +20,7 @@ from ..cache.store import PagedKVStore
 from ..runner.distributed import ParallelContext
 from ..runner.sampling import BanSet
 from ..text.markup import TokenTexts
+from ..text.untrusted import Spans, encode_marked
 from ..tools import GrammarFactory, ToolExecutor, ToolFormat
 
 __all__ = ["RunResources"]
@@ -54,9 +55,11 @@ class RunResources:
 
     def encode_untrusted(self, text: str) -> list[int]:
         """Token ids of untrusted ``text`` as plain text: special-token strings in it are split."""
-        if not text:
-            return []
-        return list(self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+        return encode_marked(self.tokenizer, text, [(0, len(text))]) if text else []
+
+    def encode_marked(self, text: str, spans: Spans) -> list[int]:
+        """Token ids of ``text`` whose ``spans`` are untrusted (see :mod:`..text.untrusted`)."""
+        return encode_marked(self.tokenizer, text, spans) if text else []
 
     @functools.cached_property
     def tool_format(self) -> ToolFormat:

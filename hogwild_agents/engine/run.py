@@ -15,6 +15,7 @@ from ..api.results import SamplingRecord
 from ..runner.sampling import SamplingParams
 from ..text.prompts import PromptTexts, step_header
 from ..tools import Tool
+from ..tools.schema import check_response_format, grammar_error
 from .budget import check_prompt_fits
 from .finisher import apply_finish, end_turn, plan_finish
 from .generate import apply_generate, end_generation, plan_drain, plan_generate
@@ -37,6 +38,12 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
         ContextOverflowError: the prompt does not fit.
         InvalidRequestError: the tools or ``tool_choice`` are invalid.
     """
+    if cfg.response_format is not None:
+        check_response_format(cfg.response_format)
+        try:
+            res.grammar_factory.json_schema(cfg.response_format)  # compiled now: cached for the finisher
+        except Exception as e:  # xgrammar's RuntimeError names the unsupported part
+            raise grammar_error("response_format", e) from e
     seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
     worker_bans: list[int] = []
     if cfg.collaboration and cfg.ban_header_tokens:
@@ -56,7 +63,7 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
         texts=texts,
         tools=ToolSession(res, tools, cfg),
         sampling=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, seed),
-        prompt_ids=res.encode(texts.prompt),
+        prompt_ids=res.encode_marked(texts.prompt, texts.prompt_spans),
         finisher_ids=res.encode(texts.finisher) if cfg.use_finisher else [],
         worker_ban=res.ban_set("workers", tuple(sorted(set(worker_bans)))) if worker_bans else None,
         finisher_ban=(
@@ -77,16 +84,16 @@ def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, 
     """The strings workers and the finisher may not write: the workspace's own markup.
 
     Workers: any worker's step header (``**Name [``) and the marker ending others' unfinished steps.
-    The finisher: those, the self-check question, the section headers and ``<answer>`` tags.
+    The finisher: those, the self-check question, the section headers and ``<answer ...>`` tags.
     """
     headers = tuple(step_header(name, 1).split("[")[0] + "[" for name in cfg.names)
     marker = texts.separator.strip()  # "<...>"; its opening ("<...") too: small models echo it in variants
-    workers = (*headers, marker, marker[:-1] if marker.endswith(">") else marker, "<…")
+    workers = (*headers, marker, marker[:-1] if marker.endswith(">") else marker, "< ...", "<…")
     sections = (texts.others_header.strip(), texts.own_header.strip(), "### Past steps")
     check = cfg.self_check_text.strip()
     question = check.split("(")[0].strip()  # "Quick check: am I doing redundant work?"
     checks = (check, question, question.split(": ", 1)[-1])
-    finisher = (*workers, *checks, *sections, "<answer>", "</answer>")
+    finisher = (*workers, *checks, *sections, "<answer", "</answer")  # any attributes too
     return tuple(p for p in workers if p), tuple(p for p in finisher if p)
 
 

@@ -65,7 +65,7 @@ class Scheduler:
         self._handles: list[RunHandle] = []
         self._thread: threading.Thread | None = None
         self._closed = False
-        self.batched_forwards = 0  # forwards that served more than one run (for tests and benchmarks)
+        self.batched_forwards = 0  # forwards that served more than one run, overlapped ones included
         self.steps = 0
 
     # ------------------------------------------------------------------ caller side
@@ -176,6 +176,7 @@ class Scheduler:
         if guess.holds(sampled):
             # Quiet tokens: the guess is what the rules will plan. Launch first; postprocess meanwhile.
             self._inflight = (next_batch, guess.launch(sampled))
+            self.batched_forwards += len(next_batch) > 1
             self.postprocess(batch, sampled)
             live = [not h.finished.is_set() for h, _ in batch]
             guess.guesses = [g for g, ok in zip(guess.guesses, live, strict=True) if ok]
@@ -188,6 +189,7 @@ class Scheduler:
         self.postprocess(batch, sampled)
         if all(not h.finished.is_set() for h, _ in batch) and guess.matches(sampled):
             self._inflight = (next_batch, guess.launch(sampled))
+            self.batched_forwards += len(next_batch) > 1
             guess.adopt()
             self.overlapped_steps += 1
             return

@@ -132,6 +132,8 @@ class RunState:
     """The early-exit probe's block while its forward is in flight (see :mod:`.probe`)."""
     messages: list[dict[str, Any]] = field(default_factory=list)
     """The request's normalized conversation (a suspended run is kept under it)."""
+    answer_truncated: bool = False
+    """The answer's grammar (response_format, a forced call) was cut by the token budget before it closed."""
     inflight: Plan | None = None
     """The plan of the forward in flight (set by the scheduler between schedule and postprocess)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..api.events import StepCommittedEvent, TokenEvent, ToolCallStartedEvent, WorkerStoppedEvent
 from ..api.results import StopReason
 from ..text.steps import contains_final_answer, ends_step
+from ..text.untrusted import Spans
 from ..tools import ToolCall
 from .loopguard import is_repeat
 from .selfcheck import step_opening
@@ -19,9 +20,21 @@ from .state import RunState, WorkerState
 __all__ = ["accept_token", "commit", "feed_text", "new_block", "stop_worker", "take_token"]
 
 
-def feed_text(run: RunState, worker: WorkerState, text: str, token_ids: list[int] | None = None) -> None:
-    """Queue engine-written ``text`` (a header, a tool result) for ``worker`` to feed next forward."""
-    ids = run.res.encode(text) if token_ids is None else token_ids
+def feed_text(
+    run: RunState,
+    worker: WorkerState,
+    text: str,
+    token_ids: list[int] | None = None,
+    untrusted: Spans = (),
+) -> None:
+    """Queue engine-written ``text`` (a header, a tool result) for ``worker`` to feed next forward.
+
+    ``untrusted`` spans of it (a tool result's content) are encoded as plain text, never as control tokens.
+    """
+    if token_ids is not None:
+        ids = token_ids
+    else:
+        ids = run.res.encode_marked(text, untrusted) if untrusted else run.res.encode(text)
     worker.pending.extend(ids)
     delta = worker.text.add(ids)
     _append(worker, delta)

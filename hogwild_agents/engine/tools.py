@@ -16,9 +16,10 @@ from ..api.config import HogwildConfig
 from ..api.errors import InvalidRequestError
 from ..api.results import ToolEventRecord
 from ..runner.distributed import ParallelContext
+from ..text.untrusted import join_pieces
 from ..tools import Tool, ToolCall, ToolCallDetector, ToolOutcome, parse_tool_calls, tokenizer_counters
 from ..tools.grammar import TokenConstraint
-from ..tools.schema import check_tool_choice, finisher_may_call
+from ..tools.schema import check_tool_choice, finisher_may_call, grammar_error
 from .resources import RunResources
 
 __all__ = ["ToolSession"]
@@ -56,12 +57,45 @@ class ToolSession:
         self.calls_made = 0
         self.log: list[ToolEventRecord] = []
         self._count, self._truncate = tokenizer_counters(res.tokenizer)
+        self._compile_up_front()
+        self._answer: TokenConstraint | None = None
+        if cfg.response_format is not None and not cfg.use_finisher:
+            # Plain generation: the first worker's text is the answer, so the schema constrains it.
+            if self._active:
+                raise InvalidRequestError(
+                    "response_format together with tools needs the finisher to write the answer: pass "
+                    "collaboration=True (or finisher=True), or tool_choice='none'"
+                )
+            factory = res.grammar_factory
+            self._answer = factory.constraint(factory.json_schema(cfg.response_format))
+
+    def _compile_up_front(self) -> None:
+        """Compile every grammar the workers may need now (later uses hit the cache).
+
+        A schema the compiler refuses is then a request error before any forward, not a failure on the
+        scheduler thread.
+        """
+        if not self._active:
+            return
+        for mine, choice in self._choices.values():
+            if not mine:
+                continue
+            try:
+                if self.cfg.constrain_tool_calls:
+                    self._grammar(mine, "auto")
+                if choice not in ("auto", "none"):
+                    self._grammar(mine, choice)
+            except InvalidRequestError:
+                raise
+            except Exception as e:  # xgrammar raises RuntimeError naming the schema problem
+                raise grammar_error(f"the tools' schemas ({', '.join(t.name for t in mine)})", e) from e
 
     def _worker_choices(self, tools: list[Tool], cfg: HogwildConfig) -> dict[str, tuple[list[Tool], str]]:
         """Each worker's tools and first-step tool_choice, validated against the run's tools."""
         if not cfg.roles:
-            # Without roles every worker has every tool; execute mode forces the first worker's first step.
-            forced = cfg.tool_choice if cfg.tool_mode == "execute" else "auto"
+            # Without roles every worker has every tool; the first worker's first step is forced in execute
+            # mode, and in return mode when no finisher runs (the finisher's grammar forces it otherwise).
+            forced = cfg.tool_choice if self._workers_force(cfg) else "auto"
             return {name: (list(tools), forced if i == 0 else "auto") for i, name in enumerate(cfg.names)}
         out = {}
         for role in cfg.roles:
@@ -80,9 +114,14 @@ class ToolSession:
                     check_tool_choice(role.tool_choice, mine)
                 except InvalidRequestError as e:
                     raise InvalidRequestError(f"role {role.name!r}: {e}") from e
-            choice = role.tool_choice if cfg.tool_mode == "execute" else "auto"
+            choice = role.tool_choice if self._workers_force(cfg) else "auto"
             out[role.name] = ([] if role.tool_choice == "none" else mine, choice)
         return out
+
+    @staticmethod
+    def _workers_force(cfg: HogwildConfig) -> bool:
+        """Whether a forcing ``tool_choice`` applies to the workers (else to the finisher's answer)."""
+        return cfg.tool_mode == "execute" or not cfg.use_finisher
 
     @property
     def enabled(self) -> bool:
@@ -120,7 +159,12 @@ class ToolSession:
         self._state(worker)
 
     def constraint(self, worker: str) -> TokenConstraint | None:
-        """The worker's grammar matcher (free text until a call starts; then a schema-valid call)."""
+        """The worker's grammar matcher (free text until a call starts; then a schema-valid call).
+
+        In plain generation with ``response_format`` the first worker's answer grammar.
+        """
+        if self._answer is not None and worker == self.cfg.names[0]:
+            return self._answer
         state = self._state(worker)
         if state is None:
             return None
@@ -129,6 +173,15 @@ class ToolSession:
             grammar = state.auto_grammar
             state.constraint = self.res.grammar_factory.constraint(grammar) if grammar is not None else None
         return state.constraint
+
+    def cut_short(self, worker: str) -> bool:
+        """Whether ``worker``'s grammar was left mid-way (a JSON answer or a call the budget cut)."""
+        if self._answer is not None and worker == self.cfg.names[0]:
+            return not self._answer.is_completed
+        state = self._workers.get(worker)
+        if state is None or state.constraint is None:
+            return False
+        return not state.constraint.is_completed
 
     def detect(self, worker: str, text: str) -> list[ToolCall]:
         """Feed a worker's new text; return the calls it completed."""
@@ -215,10 +268,10 @@ class ToolSession:
             wait(futures, return_when=ALL_COMPLETED if every else FIRST_COMPLETED)
         return self.parallel.broadcast_object(bool(futures))
 
-    def result_text(self, outcomes: list[ToolOutcome]) -> str:
-        """The text written into the caller's step after its call(s)."""
+    def result_text(self, outcomes: list[ToolOutcome]) -> tuple[str, list[tuple[int, int]]]:
+        """The text written into the caller's step after its call(s), and its untrusted spans (contents)."""
         assert self.fmt is not None
-        return "".join(self.fmt.inline_result_text(o) for o in outcomes)
+        return join_pieces([p for o in outcomes for p in self.fmt.inline_result_pieces(o)])
 
     def finisher_constraint(self) -> TokenConstraint | None:
         """The finisher's grammar: a JSON schema answer, a forced call, or free text with valid calls."""

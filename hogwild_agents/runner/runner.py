@@ -137,7 +137,9 @@ class ModelRunner:
             UnsupportedModelError: the model cannot be served, or its KV heads do not split evenly.
         """
         self.parallel = parallel
-        self.geometry: ModelGeometry = _local_geometry(inspect_model(model, trust_model_support), parallel)
+        self.geometry: ModelGeometry = _local_geometry(
+            inspect_model(model, trust_model_support, context_limit=max_cache_tokens), parallel
+        )
         self.model = model
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype

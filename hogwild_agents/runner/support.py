@@ -39,8 +39,39 @@ def _rope_type(config: object) -> str:
     )
 
 
-def inspect_model(model: torch.nn.Module, trust_model_support: bool = False) -> ModelGeometry:
+def _check_sliding_window(config: object, family: str, context_limit: int | None) -> None:
+    """Refuse a sliding window that a view of this engine could outgrow (then attention would differ).
+
+    Any family counts (``sliding_window``, ``use_sliding_window``, per-layer ``layer_types``): a window
+    is enabled when a layer type is sliding, or a ``sliding_window`` is set and ``use_sliding_window`` is
+    not False. A window at least as long as the longest view the engine can hold (the model's context
+    and the cache's capacity, ``context_limit``) never slides, so full attention is exact there.
+    """
+    layer_types = list(getattr(config, "layer_types", None) or [])
+    window = getattr(config, "sliding_window", None)
+    uses_window = getattr(config, "use_sliding_window", True) is not False
+    enabled = any("sliding" in str(t) for t in layer_types) or (window is not None and uses_window)
+    if not enabled:
+        return
+    longest = int(getattr(config, "max_position_embeddings", 0) or 0) or None
+    if context_limit is not None:
+        longest = min(longest or context_limit, context_limit)
+    if window is not None and longest is not None and int(window) >= longest:
+        return
+    raise UnsupportedModelError(
+        f"{family} uses sliding-window attention (window {window}) and this engine's views can reach "
+        f"{longest} tokens; the shared cache serves full attention only. Lower max_cache_tokens to the "
+        "window or less, or load a config without the window (sliding_window=None) if contexts stay under it"
+    )
+
+
+def inspect_model(
+    model: torch.nn.Module, trust_model_support: bool = False, context_limit: int | None = None
+) -> ModelGeometry:
     """Check that ``model`` can be served exactly and return its geometry.
+
+    ``context_limit`` is the longest view the engine can hold (its cache capacity), for the sliding-window
+    check.
 
     Raises:
         UnsupportedModelError: naming the reason (sliding-window layers, ALiBi / no RoPE, dynamic NTK or
@@ -53,15 +84,7 @@ def inspect_model(model: torch.nn.Module, trust_model_support: bool = False) -> 
             f"model family {family!r} is not on the list the engine is verified for "
             f"({', '.join(sorted(SUPPORTED_FAMILIES))}); pass trust_model_support=True to try it anyway"
         )
-    layer_types = getattr(config, "layer_types", None) or []
-    window = getattr(config, "sliding_window", None)
-    uses_window = getattr(config, "use_sliding_window", True)
-    if "sliding_attention" in layer_types or (window is not None and uses_window and family == "mistral"):
-        raise UnsupportedModelError(
-            f"{family} uses sliding-window attention (window {window}); the shared cache serves full "
-            "attention only. For Mistral checkpoints whose contexts stay under the window, load the config "
-            "with sliding_window=None"
-        )
+    _check_sliding_window(config, family, context_limit)
     if getattr(config, "alibi", False) or getattr(config, "position_embedding_type", "rope") == "alibi":
         raise UnsupportedModelError(f"{family} uses ALiBi position biases; the engine needs RoPE")
     if getattr(config, "attn_logit_softcapping", None):

@@ -35,6 +35,7 @@ from openai.types.chat.chat_completion_chunk import (
 from openai.types.chat.chat_completion_message_function_tool_call import Function
 from openai.types.completion_usage import CompletionTokensDetails, PromptTokensDetails
 
+from ..api.config import HogwildConfig
 from ..api.errors import InvalidRequestError
 from ..api.events import (
     AnswerEvent,
@@ -52,14 +53,8 @@ from .schemas import ChatCompletionRequest, ToolChoiceFunction
 
 __all__ = ["ChunkWriter", "EngineRequest", "completion", "engine_request", "finish_reason", "usage"]
 
-SERVER_DEFAULTS: dict[str, Any] = {
-    "max_forwards": 256,
-    "max_answer_tokens": 256,
-    "early_exit": True,
-    "probe_every": 16,
-    "collaboration": "auto",
-}
-"""What a request gets unless it says otherwise (as ``hogwild run``: the library's defaults are for code)."""
+SERVER_DEFAULTS: dict[str, Any] = dict(HogwildConfig.CHAT_DEFAULTS)
+"""What a request gets unless it says otherwise: the chat front ends' defaults (as ``hogwild run``)."""
 
 
 @dataclass

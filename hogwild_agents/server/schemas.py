@@ -181,6 +181,9 @@ class HogwildOptions(_Strict):
     max_new_tokens: int | None = Field(None, ge=1, le=65536, description="Token budget of all workers.")
     early_exit: bool | None = Field(None, description="Stop once a probe says the work answers the request.")
     probe_every: int | None = Field(None, ge=1, description="Worker forwards between early-exit probes.")
+    probe_min_steps: int | None = Field(
+        None, ge=0, description="Steps every working worker must have committed before a probe is asked."
+    )
     self_check_every: int | None = Field(None, ge=0, description="Tokens between self-check questions.")
     top_k: int | None = Field(None, ge=0, description="Keep the k most likely tokens (0 keeps all).")
 

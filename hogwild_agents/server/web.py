@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ..api.config import HogwildConfig
 from ..api.events import (
     AnswerEvent,
     Event,
@@ -29,11 +30,10 @@ from .schemas import WebRunRequest
 __all__ = ["WEB_DEFAULTS", "event_json", "page_html", "web_run_overrides"]
 
 WEB_DEFAULTS: dict[str, Any] = {
+    **HogwildConfig.CHAT_DEFAULTS,
     "collaboration": True,  # the page is there to watch the team, so a run is always a team
     "max_forwards": 128,
     "max_answer_tokens": 128,
-    "early_exit": True,
-    "probe_every": 16,
 }
 
 _TYPES = {

@@ -90,7 +90,12 @@ def calculator(expression: str) -> str:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, RecursionError, MemoryError) as e:
         raise ValueError(f"not a valid arithmetic expression: {expression!r}") from e
-    return _format_number(_evaluate(tree.body))
+    try:
+        return _format_number(_evaluate(tree.body))
+    except OverflowError as e:  # a tower such as 2**10**400: its size check itself overflows a float
+        raise ValueError(f"the numbers in {expression[:80]!r} are too large to compute with") from e
+    except RecursionError as e:
+        raise ValueError(f"the expression {expression[:80]!r} is nested too deeply") from e
 
 
 def _evaluate(node: ast.AST) -> _Number:
@@ -99,6 +104,7 @@ def _evaluate(node: ast.AST) -> _Number:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"only numbers are allowed, got {value!r}")
+        _check_size(value)  # a literal such as 1e400 is already infinite
         return value
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))

@@ -1,17 +1,24 @@
 """Running tool calls concurrently, turning every failure into error text instead of an exception.
 
-Sync tools run on a pool of daemon threads; async tools on one private event-loop thread. A call that
-times out is answered at once with an error outcome and its thread is abandoned (never joined), and a
-fresh pool thread replaces it, so a hung tool neither blocks other calls nor the interpreter's exit.
+Every call runs on a pool of daemon threads; an async tool gets a fresh event loop of its own on its pool
+thread, so an async tool that blocks (``time.sleep``) or raises ``KeyboardInterrupt`` affects only its own
+call, never another request's. A call's time limit runs from when a pool thread starts it (waiting
+for a free thread does not count). A call that times out is answered at once with an error outcome (an
+async one is also cancelled), its thread is abandoned (never joined), and a fresh pool thread replaces
+it, so a hung tool neither blocks other calls nor the interpreter's exit. Results *and* error texts are
+cut to the same token budget, and a huge text is cut by characters before it is measured, so a tool's
+multi-megabyte message costs no more than a short one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -21,6 +28,10 @@ import pydantic_core
 from .tool import Tool, ToolArgumentsError, ToolCall, ToolOutcome
 
 _STOP = object()
+_CHARS_PER_TOKEN_BOUND = 32
+"""No token of a tokenizer we serve is this long: ``limit * 32`` characters hold ``limit`` tokens."""
+_MEASURED_CHARS = 1 << 15
+"""Texts up to this long are measured in full (milliseconds); longer ones are cut first."""
 
 
 def count_characters(text: str) -> int:
@@ -60,13 +71,16 @@ class ToolExecutor:
     def __init__(self, max_workers: int = 8) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._workers = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        # The threads share only this state, never the executor, so an executor nobody holds is collected
+        # and its finalizer stops them (engines that are dropped without close() leak no threads).
+        self._pool = _Pool()
         for _ in range(max_workers):
-            self._spawn_worker()
+            self._pool.spawn()
+        self._finalizer = weakref.finalize(self, self._pool.stop)
+
+    @property
+    def _closed(self) -> bool:
+        return self._pool.closed
 
     def __enter__(self) -> ToolExecutor:
         return self
@@ -108,84 +122,135 @@ class ToolExecutor:
             return outer
         assert tool is not None
         limit = timeout_s if timeout_s is not None else tool.timeout_s
+        if limit is not None and math.isinf(limit):  # infinity is "no limit": a timer cannot wait that long
+            limit = None
         lock = threading.Lock()
 
-        def finish(content: str, is_error: bool, truncated: bool = False) -> bool:
+        returned = threading.Event()  # the tool returned in time: the timer may no longer answer
+
+        def finish(content: str, is_error: bool, truncated: bool = False, timer: bool = False) -> bool:
             with lock:
-                if outer.done():
+                if outer.done() or (timer and returned.is_set()):
                     return False
                 outer.set_result(ToolOutcome(call, content, is_error, time.perf_counter() - start, truncated))
                 return True
 
         def on_result(result: Any, error: BaseException | None = None) -> bool:
+            with lock:  # the time limit covers the tool, not the rendering of what it returned
+                if outer.done():  # timed out already: do not even render the late result
+                    return False
+                returned.set()
             if error is not None:
-                return finish(f"Error: {type(error).__name__}: {error}", True)
-            content, is_error = _to_text(result, tool.name)
+                content, is_error = f"Error: {type(error).__name__}: {_error_text(error)}", True
+            else:
+                content, is_error = _to_text(result, tool.name)
             content, truncated = _limit(content, max_result_tokens, count_tokens, truncate)
             return finish(content, is_error, truncated)
 
-        def on_future(f: Future[Any]) -> None:
-            error = f.exception()
-            on_result(None if error else f.result(), error)
-
-        if limit is not None:
-            timer = threading.Timer(limit, self._time_out, (call, limit, finish, not tool.is_async))
+        def begin() -> None:
+            """The call starts on a pool thread: its time limit runs from now (not while it queued)."""
+            if limit is None:
+                return
+            timer = threading.Timer(limit, self._time_out, (call, limit, finish))
             timer.daemon = True
-            timer.start()
             outer.add_done_callback(lambda _: timer.cancel())
-        if tool.is_async:
-            fut = asyncio.run_coroutine_threadsafe(_await(tool.func, args), self._event_loop())
-            fut.add_done_callback(lambda f: None if f.cancelled() else on_future(f))
-            outer.add_done_callback(lambda _: fut.cancel())
-        else:
-            self._jobs.put((tool.func, args, on_result))
+            timer.start()
+
+        self._pool.jobs.put((tool.func, args, on_result, outer, begin))
         return outer
 
     def shutdown(self) -> None:
         """Stop the pool and the event loop; running tools are abandoned, not waited for."""
-        self._closed = True
-        with self._lock:
-            for _ in range(self._workers):
-                self._jobs.put(_STOP)
-            self._workers = 0
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+        self._finalizer()
 
-    def _time_out(self, call: ToolCall, limit: float, finish: Callable[..., bool], on_pool: bool) -> None:
-        if not finish(f"Error: tool {call.name!r} timed out after {limit:g} s", True) or not on_pool:
+    def _time_out(self, call: ToolCall, limit: float, finish: Callable[..., bool]) -> None:
+        if not finish(f"Error: tool {call.name!r} timed out after {limit:g} s", True, timer=True):
             return
-        with self._lock:  # the hung thread keeps its job; give the pool a replacement
-            if not self._closed:
-                self._spawn_worker()
+        self._pool.replace()  # the hung thread keeps its job; give the pool a replacement
 
-    def _spawn_worker(self) -> None:
-        self._workers += 1
-        threading.Thread(target=self._work, name="hogwild-tool", daemon=True).start()
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not _STOP:
-            func, args, on_result = job
+class _Pool:
+    """The tool threads' shared state: the job queue and how many threads serve it."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.workers = 0
+        self.closed = False
+
+    def spawn(self) -> None:
+        self.workers += 1
+        threading.Thread(target=_work, args=(self,), name="hogwild-tool", daemon=True).start()
+
+    def replace(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.spawn()
+
+    def retire(self) -> None:
+        with self.lock:
+            self.workers -= 1
+
+    def stop(self) -> None:
+        """Ask every thread to end once its current job (if any) returns."""
+        with self.lock:
+            self.closed = True
+            for _ in range(self.workers):
+                self.jobs.put(_STOP)
+            self.workers = 0
+
+
+def _work(pool: _Pool) -> None:
+    while (job := pool.jobs.get()) is not _STOP:
+        func, args, on_result, outer, begin = job
+        if outer.done():  # answered (cancelled) before a thread was free: never start it
+            continue
+        begin()
+        try:
+            result = func(**args)
+            if inspect.isawaitable(result):
+                result = _run_awaitable(result, outer)
+        except BaseException as e:  # noqa: BLE001 - a tool must never crash the engine
+            in_time = on_result(None, e)
+        else:
+            in_time = on_result(result)
+        del job, func, args, on_result, outer, begin  # hold nothing of a finished call while idle
+        if not in_time:  # timed out: a replacement thread was started, so this one retires
+            pool.retire()
+            return
+
+
+def _run_awaitable(awaitable: Any, outer: Future[ToolOutcome]) -> Any:
+    """Run an async tool's awaitable on a fresh event loop of this thread; cancel it if ``outer`` ends.
+
+    A loop per call isolates calls: a tool that blocks its loop or raises a ``BaseException`` holds up or
+    breaks that loop only. When the call times out or its run is cancelled, the task is cancelled.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(_await_value(awaitable))
+
+        def cancel(_: object) -> None:
             try:
-                result = func(**args)
-                if inspect.isawaitable(result):
-                    result = asyncio.run(_await_value(result))
-            except BaseException as e:  # noqa: BLE001 - a tool must never crash the engine
-                in_time = on_result(None, e)
-            else:
-                in_time = on_result(result)
-            if not in_time:  # timed out: a replacement thread was started, so this one retires
-                with self._lock:
-                    self._workers -= 1
-                return
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop is closed: the call already ended
+                pass
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="hogwild-tool-loop", daemon=True).start()
-                self._loop = loop
-            return self._loop
+        outer.add_done_callback(cancel)
+        return loop.run_until_complete(task)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def _error_text(error: BaseException) -> str:
+    """``str(error)``, or a placeholder when the exception cannot print itself."""
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the error
+        return f"<{type(error).__name__} that cannot be printed>"
 
 
 def _prepare(call: ToolCall, tool: Tool | None, outer: Future[ToolOutcome]) -> dict[str, Any] | None:
@@ -201,10 +266,6 @@ def _prepare(call: ToolCall, tool: Tool | None, outer: Future[ToolOutcome]) -> d
             message = f"Error: {e}"
     outer.set_result(ToolOutcome(call, message, is_error=True))
     return None
-
-
-async def _await(func: Callable[..., Any], args: dict[str, Any]) -> Any:
-    return await func(**args)
 
 
 async def _await_value(awaitable: Any) -> Any:
@@ -231,6 +292,10 @@ def _limit(
 ) -> tuple[str, bool]:
     if limit is None:
         return content, False
+    bound = max(limit * _CHARS_PER_TOKEN_BOUND, _MEASURED_CHARS)
+    if len(content) > bound:  # measuring megabytes would cost more than the whole run: cut first
+        head = truncate(content[:bound], limit)
+        return f"{head}\n… [truncated: {limit} tokens of {len(content)} characters shown]", True
     total = count(content)
     if total <= limit:
         return content, False

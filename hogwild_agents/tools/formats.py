@@ -123,6 +123,14 @@ class ToolFormat:
         """Return the result text written inside a worker's step (innermost wrapper, then a blank line)."""
         return f"{self.inline_prefix}{outcome.content}{self.inline_suffix}\n\n"
 
+    def result_block_pieces(self, outcome: ToolOutcome) -> list[tuple[str, bool]]:
+        """:meth:`render_result_block` as ``(text, untrusted)`` pieces: the content is untrusted."""
+        return [(self.result_prefix, False), (outcome.content, True), (self.result_suffix, False)]
+
+    def inline_result_pieces(self, outcome: ToolOutcome) -> list[tuple[str, bool]]:
+        """:meth:`inline_result_text` as ``(text, untrusted)`` pieces: the content is untrusted."""
+        return [(self.inline_prefix, False), (outcome.content, True), (self.inline_suffix + "\n\n", False)]
+
 
 GENERIC_FORMAT = ToolFormat(
     call_prefix="<tool_call>\n",

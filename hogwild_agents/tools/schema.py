@@ -15,9 +15,16 @@ from typing import Any
 import jsonschema
 
 from ..api.errors import InvalidRequestError
-from .tool import Tool
+from .tool import Tool, dangling_refs
 
-__all__ = ["FORCING_CHOICES", "check_tool_choice", "finisher_may_call", "tools_from_specs"]
+__all__ = [
+    "FORCING_CHOICES",
+    "check_response_format",
+    "check_tool_choice",
+    "finisher_may_call",
+    "grammar_error",
+    "tools_from_specs",
+]
 
 FORCING_CHOICES = ("required", "any")
 """``tool_choice`` keywords that force a call of any tool (a tool's name forces that tool)."""
@@ -54,6 +61,14 @@ def tools_from_specs(tools: Sequence[Any] | None, mode: str) -> list[Tool]:
                 f"tool {i} must be a hogwild_agents.Tool or an OpenAI function schema dict, "
                 f"got {type(tool).__name__}"
             )
+    for tool in out:  # descriptions and schemas are written into the prompt: they must be valid text
+        try:
+            json.dumps(tool.to_openai_schema(), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                f"tool {tool.name!r} holds text that is not valid Unicode (a lone surrogate); send "
+                "well-formed UTF-8 text"
+            ) from None
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise InvalidRequestError(f"tool names must be unique, got {names}")
@@ -92,3 +107,37 @@ def check_tool_choice(choice: str, tools: Sequence[Tool]) -> str:
 def finisher_may_call(tools: Sequence[Tool], tool_mode: str, tool_choice: str) -> bool:
     """Whether the finisher may answer with tool calls: tools bound, returned to the caller, not 'none'."""
     return bool(tools) and tool_mode == "return" and tool_choice != "none"
+
+
+def check_response_format(schema: Any) -> dict[str, Any]:
+    """Validate a ``response_format`` JSON schema (meta-schema and local ``$ref`` targets); return it.
+
+    Raises:
+        InvalidRequestError: naming what is wrong (the grammar compiler's own check follows in the engine).
+    """
+    if not isinstance(schema, dict):
+        raise InvalidRequestError(f"response_format must be a JSON schema dict, got {type(schema).__name__}")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        where = "/".join(map(str, e.path)) or "(root)"
+        raise InvalidRequestError(
+            f"response_format is not a valid JSON schema at {where}: {e.message}"
+        ) from e
+    dangling = dangling_refs(schema)
+    if dangling:
+        raise InvalidRequestError(
+            f"response_format has $ref(s) pointing at nothing in the schema: {', '.join(dangling)}; define "
+            "them under $defs (or inline them)"
+        )
+    return schema
+
+
+def grammar_error(what: str, error: Exception) -> InvalidRequestError:
+    """The grammar compiler's refusal of ``what`` as a request error (its log prefix dropped)."""
+    import re
+
+    text = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", str(error).strip().splitlines()[-1] if str(error) else "")
+    return InvalidRequestError(
+        f"{what} cannot be enforced by constrained decoding: {text or type(error).__name__}"
+    )

@@ -31,6 +31,42 @@ from ._signature import arguments_model, clean_schema, parse_docstring
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+def dangling_refs(schema: Any) -> list[str]:
+    """Local ``$ref`` pointers (``#/...``) of ``schema`` that resolve to nothing in it, in order.
+
+    Remote refs (``http://...``) are dangling too: nothing is fetched, so they cannot be resolved.
+    """
+    found: list[str] = []
+
+    def resolve(ref: str) -> bool:
+        if not ref.startswith("#"):
+            return False
+        node: Any = schema
+        for raw in filter(None, ref[1:].split("/")):
+            key = raw.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                return False
+        return True
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and not resolve(ref) and ref not in found:
+                found.append(ref)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return found
+
+
 class ToolArgumentsError(ValueError):
     """The arguments of a tool call do not match the tool's JSON schema.
 
@@ -131,6 +167,12 @@ class Tool(BaseModel):
         if value.get("type", "object") != "object":
             raise ValueError(f"tool parameters must be an object schema, got type {value.get('type')!r}")
         jsonschema.Draft202012Validator.check_schema(value)
+        dangling = dangling_refs(value)
+        if dangling:
+            raise ValueError(
+                f"tool parameters have $ref(s) pointing at nothing in the schema: {', '.join(dangling)}; "
+                "define them under $defs (or inline them)"
+            )
         return value
 
     def model_post_init(self, context: Any, /) -> None:

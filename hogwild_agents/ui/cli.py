@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show the device, attention path, versions and model")
     info.add_argument("--model", help="model to describe (default: packaged Qwen 0.5B)")
     info.add_argument("--json", action="store_true", help="print the information as JSON")
+    info.add_argument(
+        "--verify", action="store_true", help="hash every converted model file against its recorded sha256"
+    )
     _add_eval_parser(sub)
     _add_serve_parser(sub)
     return parser
@@ -177,13 +180,7 @@ def _build_tools(args: argparse.Namespace) -> list[Any]:
     return tools
 
 
-CLI_DEFAULTS: dict[str, Any] = {
-    "max_forwards": 256,
-    "max_answer_tokens": 256,
-    "early_exit": True,
-    "probe_every": 16,
-    "collaboration": "auto",
-}
+CLI_DEFAULTS: dict[str, Any] = HogwildConfig.CHAT_DEFAULTS
 """What ``hogwild run`` asks for unless told otherwise (the engine's own defaults are for the library)."""
 
 
@@ -334,11 +331,22 @@ def cli_result_schema() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- info
-def _model_facts(model: str | None) -> dict[str, Any]:
-    """Describe ``model``'s path and architecture without loading (or converting) its weights."""
+def _model_facts(model: str | None, verify: bool = False) -> dict[str, Any]:
+    """Describe ``model``'s path and architecture without loading (or converting) its weights.
+
+    With ``verify`` every converted file is hashed and compared with the marker's record (a mismatch
+    raises :class:`ModelNotAvailableError`: one line, exit 2).
+    """
     import os
 
-    from ..models.store import DEFAULT_MODEL, MARKER_FILE, REGISTRY, cache_root
+    from ..models.store import (
+        DEFAULT_MODEL,
+        MARKER_FILE,
+        REGISTRY,
+        cache_root,
+        record_hashes,
+        verify_converted,
+    )
     from ..models.testing import TINY_TEST_MODEL
 
     name = model or os.environ.get("HOGWILD_MODEL") or DEFAULT_MODEL
@@ -355,6 +363,14 @@ def _model_facts(model: str | None) -> dict[str, Any]:
         if name in REGISTRY and not (path / MARKER_FILE).is_file():
             facts["status"] = "not converted yet (the first run converts it: about 100 s)"
             return facts
+        if verify and (path / MARKER_FILE).is_file():
+            states = verify_converted(path, full=True)
+            if states:
+                facts["verified"] = f"{len(states)} files match their recorded sha256"
+            else:
+                facts["verified"] = f"{len(record_hashes(path))} files hashed and recorded now (none were)"
+        elif verify:
+            facts["verified"] = "no hashes recorded for this folder (not converted by hogwild)"
         from transformers import AutoConfig
 
         try:
@@ -401,7 +417,7 @@ def _environment_facts() -> dict[str, Any]:
 
 
 def _cmd_info(args: argparse.Namespace, out: Console) -> int:
-    facts = {**_environment_facts(), **_model_facts(args.model)}
+    facts = {**_environment_facts(), **_model_facts(args.model, verify=args.verify)}
     defaults = HogwildConfig().model_dump(mode="json")
     if args.json:
         sys.stdout.write(json.dumps({**facts, "default_config": defaults}) + "\n")

@@ -52,7 +52,12 @@ def _schema_tools() -> list[Any]:
 
 # name -> (family, engine config, run options, tools factory)
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], Any]] = {
-    "w1_plain": ("qwen2", {"workers": 1, "collaboration": False}, {"max_forwards": 24}, None),
+    "w1_plain": (
+        "qwen2",
+        {"workers": 1, "collaboration": False},
+        {"max_forwards": 24, "max_answer_tokens": 64},
+        None,
+    ),
     "w2_combined_selfcheck": (
         "qwen2",
         {"workers": 2, "self_check_every": 8},
@@ -97,7 +102,7 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], Any]] = {
     "w2_plain_sampled_bans": (
         "mistral",
         {"workers": 2, "collaboration": False},
-        {"max_forwards": 16},
+        {"max_forwards": 16, "max_answer_tokens": 64},  # plain: the answer budget bounds Alice too
         None,
     ),
 }

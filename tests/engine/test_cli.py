@@ -278,3 +278,21 @@ def test_ctrl_c_cancels_cleanly(tmux):
     print(screen)
     assert "Interrupted: run cancelled after" in " ".join(screen.split())
     assert "Traceback" not in screen and "KeyboardInterrupt" not in screen
+
+
+@pytest.mark.slow
+def test_interactive_lines_are_injected_into_the_run(tokenizer_cached):
+    """A line typed while the run goes (here: piped on stdin) reaches every worker: more tokens fed."""
+    base = [sys.executable, "-m", "hogwild_agents.ui.cli", "run", "What is 2+3?", *TINY, "--no-live"]
+    base += ["--max-forwards", "20", "--max-answer-tokens", "2", "--no-early-exit", "--json"]
+
+    def run(stdin: str, *extra: str) -> dict:
+        proc = subprocess.run(
+            [*base, *extra], input=stdin, capture_output=True, text=True, env=_env(), timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    alone = run("")
+    steered = run("Use the number 47 in your check.\n", "--interactive")
+    assert steered["usage"]["fed_tokens"] > alone["usage"]["fed_tokens"]

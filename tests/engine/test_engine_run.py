@@ -33,7 +33,9 @@ def engine_for(tokenizer, family: str = "qwen2", **cfg) -> HogwildEngine:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_one_worker_without_collaboration_matches_generate(qwen_tokenizer, family: str) -> None:
-    engine = engine_for(qwen_tokenizer, family, workers=1, collaboration=False, max_forwards=64)
+    engine = engine_for(
+        qwen_tokenizer, family, workers=1, collaboration=False, max_forwards=64, max_answer_tokens=64
+    )
     twin = twin_with_eager_attention(engine.model)
     result = engine.run(QUESTION)
     ids = qwen_tokenizer.apply_chat_template(

@@ -73,3 +73,25 @@ def test_auto_collaboration_answers_chat_plainly_and_tasks_with_the_team(qwen_to
     assert needs_team([{"role": "user", "content": "How are you today?"}], has_tools=True)
     long = "Please compare the climates of the two regions and explain which one suits apple trees better."
     assert needs_team([{"role": "user", "content": long}], has_tools=False)
+
+
+def test_probe_min_steps_waits_for_every_worker_to_commit(qwen_tokenizer, monkeypatch) -> None:
+    engine = _engine(qwen_tokenizer, workers=2, max_forwards=40)
+    scripts = {
+        "probe": "yes " * 20,
+        "Alice": "Two plus three is five.\n\n",  # commits after a few tokens
+        "Bob": "I will double the sum of two and three once it is known, then check it.\n\n",
+    }
+    PreferredWriters(qwen_tokenizer, scripts).install(monkeypatch)
+    eager = engine.run(QUESTION, early_exit=True, probe_every=2)
+    assert eager.stop_reason == "answer_ready" and eager.usage.worker_forwards == 1  # the very first probe
+    PreferredWriters(qwen_tokenizer, scripts).install(monkeypatch)
+    gated = engine.run(QUESTION, early_exit=True, probe_every=2, probe_min_steps=1)
+    assert gated.stop_reason == "answer_ready"
+    first = next(f.index for f in gated.trace.forwards if any(g.writer == "probe" for g in f.groups))
+    steps = {w.name: len(w.steps) for w in gated.workers}
+    assert steps["Alice"] >= 1 and steps["Bob"] >= 1, steps
+    bob_tokens = len(qwen_tokenizer.encode(scripts["Bob"], add_special_tokens=False))
+    assert first >= bob_tokens  # no probe before Bob's whole first step was written
+    assert gated.usage.worker_forwards > 12  # Bob's sentence alone is longer than that
+    assert engine.runner.store.free_pages == engine.runner.store.num_pages

@@ -30,7 +30,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 
 if TYPE_CHECKING:
-    from hogwild_agents import RunResult, Tool, Usage, WorkerResult
+    from hogwild_agents import RunResult, Tool, ToolCallRecord, Usage, WorkerResult
 
 PROVIDER = "hogwild"
 TOOL_CHOICE_KEYWORDS = ("auto", "none", "any", "required")
@@ -300,16 +300,9 @@ def _convert_response_format(response_format: Any) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------- output
 
 
-def _convert_tool_calls(calls: Sequence[dict[str, Any]]) -> list[ToolCall]:
-    """Engine tool calls (``{"id", "name", "arguments"}``) → LangChain ``ToolCall``s, each with an id."""
-    return [
-        tool_call(
-            name=c["name"],
-            args=dict(c.get("arguments") or {}),
-            id=c.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-        )
-        for c in calls
-    ]
+def _convert_tool_calls(calls: Sequence[ToolCallRecord]) -> list[ToolCall]:
+    """Engine tool calls → LangChain ``ToolCall``s (the engine gives every call a unique id)."""
+    return [tool_call(name=c.name, args=dict(c.arguments), id=c.id) for c in calls]
 
 
 def _convert_tool_call_chunks(calls: Sequence[ToolCall]) -> list[ToolCallChunk]:
@@ -326,11 +319,10 @@ def _convert_usage(usage: Usage) -> UsageMetadata:
     Input is the shared prompt (encoded once for all workers; the part reused from an earlier run is
     ``cache_read``); output is every sampled token, the workers' (``reasoning``) and the finisher's.
     """
-    output = usage.generated_tokens + usage.answer_tokens
     return UsageMetadata(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=output,
-        total_tokens=usage.prompt_tokens + output,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
         input_token_details=InputTokenDetails(cache_read=usage.reused_prompt_tokens),
         output_token_details=OutputTokenDetails(reasoning=usage.generated_tokens),
     )
@@ -350,16 +342,19 @@ def _convert_workers(workers: Sequence[WorkerResult]) -> list[dict[str, Any]]:
     ]
 
 
-def _reasoning_text(workers: Sequence[WorkerResult]) -> str:
-    """Join the workers' texts in worker order (each step opens with ``**Name [k]:**``)."""
-    return "\n\n".join(w.text.strip() for w in workers if w.text.strip())
+def _reasoning_text(workers: Sequence[WorkerResult], answer_worker: str | None) -> str:
+    """Join the thinking workers' texts in worker order (each step opens with ``**Name [k]:**``).
+
+    The ``answer_worker``'s text is the answer itself (plain generation), not reasoning.
+    """
+    return "\n\n".join(w.text.strip() for w in workers if w.text.strip() and w.name != answer_worker)
 
 
 def _convert_generation_info(result: RunResult, *, model_name: str, max_answer_tokens: int) -> dict[str, Any]:
     """``response_metadata`` of a run: model, finish reason, the engine's stop reason, workers and usage."""
     if result.tool_calls:
         finish_reason = "tool_calls"
-    elif result.usage.answer_tokens >= max_answer_tokens:
+    elif result.stop_reason == "max_answer_tokens" or result.usage.answer_tokens >= max_answer_tokens:
         finish_reason = "length"
     else:
         finish_reason = "stop"
@@ -368,8 +363,9 @@ def _convert_generation_info(result: RunResult, *, model_name: str, max_answer_t
         "model_provider": PROVIDER,
         "finish_reason": finish_reason,
         "stop_reason": result.stop_reason,
+        "collaboration": result.collaboration,
         "workers": _convert_workers(result.workers),
-        "tool_events": list(result.tool_events),
+        "tool_events": [e.model_dump() for e in result.tool_events],
         "usage": result.usage.model_dump(),
     }
 
@@ -377,7 +373,7 @@ def _convert_generation_info(result: RunResult, *, model_name: str, max_answer_t
 def _convert_result_to_message(result: RunResult, *, model_name: str, max_answer_tokens: int) -> AIMessage:
     """Convert a finished run to the ``AIMessage`` of ``invoke``: answer, tool calls, reasoning, usage."""
     additional_kwargs: dict[str, Any] = {}
-    reasoning = _reasoning_text(result.workers)
+    reasoning = _reasoning_text(result.workers, result.answer_worker)
     if reasoning:
         additional_kwargs["reasoning_content"] = reasoning
     return AIMessage(
@@ -413,6 +409,9 @@ class _StreamConverter:
     commit order (the shared history), plus each worker's unfinished step when it stops. Answer deltas are
     the content. The last chunk carries tool calls, usage and metadata.
 
+    In plain generation (the run's first event, ``RunStartedEvent``, names an ``answer_worker``) that
+    worker's tokens are the answer: they stream as content.
+
     With ``live_answer=False`` the answer comes whole in the last chunk, as the engine's final
     ``RunResult.answer``: when the finisher may write tool calls, its deltas are call markup that only the
     final answer turns into ``tool_calls``. (Stop strings need no such care: the engine never streams
@@ -425,17 +424,26 @@ class _StreamConverter:
         self._live_answer = live_answer
         self._unfinished: dict[str, str] = {}
         self._answer_started = False
+        self._answer_worker: str | None = None
 
     def convert(self, event: Any) -> AIMessageChunk | None:
         """Return the chunk for one event, or None when the event has nothing for the caller."""
         from hogwild_agents import (
             AnswerEvent,
             FinishedEvent,
+            RunStartedEvent,
             StepCommittedEvent,
             TokenEvent,
             WorkerStoppedEvent,
         )
 
+        if isinstance(event, RunStartedEvent):
+            self._answer_worker = event.answer_worker
+            return None
+        if isinstance(event, TokenEvent) and event.worker == self._answer_worker:
+            return self._answer(event.text, strip=False)  # exactly the final answer's text
+        if isinstance(event, WorkerStoppedEvent) and event.worker == self._answer_worker:
+            return None
         if isinstance(event, TokenEvent):
             self._unfinished[event.worker] = self._unfinished.get(event.worker, "") + event.text
             return AIMessageChunk(content="", additional_kwargs={"worker_texts": {event.worker: event.text}})
@@ -445,11 +453,7 @@ class _StreamConverter:
         if isinstance(event, WorkerStoppedEvent):
             return self._reasoning(self._unfinished.pop(event.worker, ""))
         if isinstance(event, AnswerEvent):
-            if not self._live_answer:
-                return None
-            text = event.text if self._answer_started else event.text.lstrip()
-            self._answer_started = self._answer_started or bool(text)
-            return AIMessageChunk(content=text) if text else None
+            return self._answer(event.text)
         if isinstance(event, FinishedEvent):
             final = _convert_final_chunk(
                 event.result, model_name=self._model_name, max_answer_tokens=self._max_answer_tokens
@@ -458,6 +462,13 @@ class _StreamConverter:
                 final.content = event.result.answer
             return final
         return None  # tool call start/finish: reported in the final chunk's response_metadata["tool_events"]
+
+    def _answer(self, text: str, strip: bool = True) -> AIMessageChunk | None:
+        if not self._live_answer:
+            return None
+        text = text if self._answer_started or not strip else text.lstrip()
+        self._answer_started = self._answer_started or bool(text)
+        return AIMessageChunk(content=text) if text else None
 
     @staticmethod
     def _reasoning(text: str) -> AIMessageChunk | None:

@@ -20,7 +20,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, model_validator
 
-from hogwild_agents import HogwildEngine
+from hogwild_agents import HogwildConfig, HogwildEngine, WorkerRole
 
 from . import _engines
 from ._convert import (
@@ -39,7 +39,19 @@ from ._version import __version__
 __all__ = ["ChatHogwild"]
 
 # Per-call keyword arguments (``invoke(..., workers=4)``, ``bind(...)``) that override a field for one run.
-_RUN_FIELDS = ("workers", "layout", "max_forwards", "max_answer_tokens", "temperature", "seed")
+_RUN_FIELDS = (
+    "workers",
+    "roles",
+    "layout",
+    "collaboration",
+    "early_exit",
+    "probe_every",
+    "max_forwards",
+    "max_answer_tokens",
+    "temperature",
+    "seed",
+)
+_CHAT_DEFAULTS = HogwildConfig.CHAT_DEFAULTS
 
 
 class ChatHogwild(BaseChatModel):
@@ -173,11 +185,27 @@ class ChatHogwild(BaseChatModel):
     layout: Literal["combined", "contiguous", "interleaved"] = "combined"
     """How each worker's view of the shared cache is ordered (``combined`` is the paper's default)."""
 
-    max_forwards: int = Field(default=256, ge=1)
+    roles: list[WorkerRole] | None = None
+    """Per-worker roles (name, instructions, own tools, own ``tool_choice``); sets the workers' names."""
+
+    collaboration: bool | Literal["auto"] = _CHAT_DEFAULTS["collaboration"]
+    """``"auto"``: requests with numbers, code, several lines, 12+ words or bound tools get the team;
+    anything else (a greeting, a short question) is answered by one worker as plain generation.
+    ``True``/``False`` force either."""
+
+    early_exit: bool = _CHAT_DEFAULTS["early_exit"]
+    """Probe every ``probe_every`` worker forwards whether the work already answers the request, and
+    stop the workers when it does (``response_metadata["stop_reason"] == "answer_ready"``)."""
+
+    probe_every: int = Field(default=_CHAT_DEFAULTS["probe_every"], ge=1)
+    """Worker forwards between early-exit probes."""
+
+    max_forwards: int = Field(default=_CHAT_DEFAULTS["max_forwards"], ge=1)
     """Budget of sequential forward passes for the workers (the finisher's answer comes on top)."""
 
-    max_answer_tokens: int = Field(default=256, ge=1, alias="max_tokens")
-    """Tokens the finisher may write for the answer (also accepted as ``max_tokens``)."""
+    max_answer_tokens: int = Field(default=_CHAT_DEFAULTS["max_answer_tokens"], ge=1, alias="max_tokens")
+    """Tokens of the answer the caller reads (also accepted as ``max_tokens``): the finisher's, or the
+    single worker's in plain generation. The workers' thinking is bounded by ``max_forwards``."""
 
     temperature: float = Field(default=0.0, ge=0.0, le=5.0)
     """Sampling temperature of the workers; 0 is greedy."""
@@ -254,6 +282,14 @@ class ChatHogwild(BaseChatModel):
         return profile
 
     # ----------------------------------------------------------------------------------------- the engine
+    def get_engine(self) -> HogwildEngine:
+        """The engine this model runs on (loaded on first use).
+
+        For what LangChain has no call for, such as ``get_engine().stream(...)`` and its ``inject(...)``
+        to steer a run while the workers write.
+        """
+        return self._get_engine()
+
     def _get_engine(self) -> HogwildEngine:
         if self.engine is not None:
             return self.engine
@@ -262,8 +298,7 @@ class ChatHogwild(BaseChatModel):
     def _tokenizer(self) -> Any:
         if self.engine is not None:
             return self.engine.tokenizer
-        key = _engines.engine_key(self.model, self.device, self.dtype, self.max_cache_tokens)
-        loaded = _engines.loaded_engine(key)
+        loaded = _engines.loaded_engine(self.model, self.device, self.dtype, self.max_cache_tokens)
         return loaded.tokenizer if loaded is not None else _engines.shared_tokenizer(self.model)
 
     def _request(
@@ -280,6 +315,10 @@ class ChatHogwild(BaseChatModel):
         if "max_tokens" in kwargs:
             overrides["max_answer_tokens"] = kwargs["max_tokens"]
         overrides.update({name: kwargs[name] for name in _RUN_FIELDS if name in kwargs})
+        if overrides["roles"] is None:
+            del overrides["roles"]
+        elif "workers" not in kwargs:
+            del overrides["workers"]  # the roles decide how many workers there are
         overrides["stop"] = list(stop if stop is not None else self.stop or [])
         tools = list(kwargs.get("tools") or [])
         names = _tool_names(tools)

@@ -13,10 +13,11 @@ import langchain_hogwild
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
-from langchain_hogwild import ChatHogwild, _engines
+from langchain_hogwild import ChatHogwild
 from pydantic import BaseModel
 
 import hogwild_agents
+from hogwild_agents.engine import registry
 
 needs_engine_tools = pytest.mark.skipif(
     not hasattr(hogwild_agents, "Tool"),
@@ -26,7 +27,8 @@ needs_engine_tools = pytest.mark.skipif(
 
 @pytest.fixture
 def llm(tiny_engine) -> ChatHogwild:
-    return ChatHogwild(engine=tiny_engine, workers=2, max_forwards=2, max_tokens=6)
+    # The team always: these tests look at the workers ("auto" answers a short prompt with one worker).
+    return ChatHogwild(engine=tiny_engine, workers=2, max_forwards=2, max_tokens=6, collaboration=True)
 
 
 @tool
@@ -47,7 +49,7 @@ def test_construction_is_lazy_and_equal_configurations_share_one_engine(monkeypa
         loads.append((model, options))
         return tiny_engine
 
-    monkeypatch.setattr(_engines, "_ENGINES", {})
+    monkeypatch.setattr(registry, "_ENGINES", {})
     monkeypatch.setattr(hogwild_agents.HogwildEngine, "from_pretrained", staticmethod(fake_from_pretrained))
     a, b = ChatHogwild(model="m1"), ChatHogwild(model="m1", workers=4, temperature=0.7, max_forwards=9)
     assert loads == []  # constructing never loads
@@ -142,7 +144,9 @@ def test_stop_sequence_ends_the_answer(llm):
     cut = llm.invoke("Hello", stop=[stop]).content
     assert stop not in cut and answer.startswith(cut)
     assert (
-        ChatHogwild(engine=llm.engine, max_forwards=2, max_tokens=6, stop=[stop]).invoke("Hello").content
+        ChatHogwild(engine=llm.engine, max_forwards=2, max_tokens=6, stop=[stop], collaboration=True)
+        .invoke("Hello")
+        .content
         == cut
     )
 
@@ -280,3 +284,53 @@ def test_execute_tools_runs_in_execute_mode_and_returns_no_calls(tiny_engine):
     assert message.tool_calls == [] and isinstance(message.response_metadata["tool_events"], list)
     with pytest.raises(ValueError, match="schema without a function"):
         llm.bind_tools([Point])
+
+
+# ------------------------------------------------------------------------------- chat defaults ("auto")
+def test_defaults_answer_a_greeting_with_one_plain_worker(tiny_engine):
+    llm = ChatHogwild(engine=tiny_engine, max_tokens=5)  # the front-end defaults: collaboration="auto"
+    message = llm.invoke("Hello")
+    meta = message.response_metadata
+    assert meta["collaboration"] is False and [w["name"] for w in meta["workers"]] == ["Alice"]
+    assert "reasoning_content" not in message.additional_kwargs  # the worker's text is the answer
+    assert (
+        message.content
+        == tiny_engine.run("Hello", collaboration=False, workers=1).answer[: len(message.content)]
+    )
+    # max_tokens bounds the answer the caller reads, in plain generation too
+    assert meta["stop_reason"] == "max_answer_tokens" and meta["finish_reason"] == "length"
+    assert message.usage_metadata["output_tokens"] == 5
+    chunks = list(llm.stream("Hello"))
+    assert "".join(c.content for c in chunks) == message.content  # streamed live as content, not reasoning
+    assert sum(1 for c in chunks if c.content) >= 2
+    assert not any("worker_texts" in c.additional_kwargs for c in chunks)
+
+
+def test_defaults_give_a_task_to_the_team(tiny_engine):
+    llm = ChatHogwild(engine=tiny_engine, max_forwards=3, max_tokens=4, early_exit=False)
+    message = llm.invoke("What is 17 + 25? Then add 5.")
+    meta = message.response_metadata
+    assert meta["collaboration"] is True and [w["name"] for w in meta["workers"]] == ["Alice", "Bob"]
+    assert message.additional_kwargs["reasoning_content"].startswith("**Alice [1]:**")
+
+
+def test_roles_name_the_workers_and_decide_their_number(tiny_engine):
+    roles = [
+        hogwild_agents.WorkerRole(name="Planner", instructions="Plan the steps."),
+        hogwild_agents.WorkerRole(name="Solver", instructions="Do the arithmetic."),
+        hogwild_agents.WorkerRole(name="Checker", instructions="Check the result."),
+    ]
+    llm = ChatHogwild(engine=tiny_engine, roles=roles, max_forwards=2, max_tokens=3, early_exit=False)
+    meta = llm.invoke("What is 17 + 25? Then add 5.").response_metadata
+    assert [w["name"] for w in meta["workers"]] == ["Planner", "Solver", "Checker"]
+
+
+def test_the_engine_is_reachable_for_injected_messages(tiny_engine):
+    llm = ChatHogwild(engine=tiny_engine)
+    stream = llm.get_engine().stream("What is 17 + 25? Then add 5.", max_forwards=4, max_answer_tokens=2)
+    kinds = []
+    for event in stream:
+        kinds.append(type(event).__name__)
+        if len(kinds) == 2:
+            stream.inject("Use the number 47 in your check.")
+    assert kinds[0] == "RunStartedEvent" and "MessageInjectedEvent" in kinds and kinds[-1] == "FinishedEvent"

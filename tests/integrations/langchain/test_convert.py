@@ -29,6 +29,7 @@ from hogwild_agents import (
     RunResult,
     StepCommittedEvent,
     TokenEvent,
+    ToolCallRecord,
     Usage,
     WorkerResult,
     WorkerStoppedEvent,
@@ -224,11 +225,11 @@ def _result(**kwargs) -> RunResult:
     return RunResult(**{**fields, **kwargs})
 
 
-def test_usage_counts_prompt_as_input_and_all_sampled_tokens_as_output():
+def test_usage_counts_prompt_and_fed_tokens_as_input_and_all_sampled_tokens_as_output():
     usage = _convert_usage(_result().usage)
-    assert usage["input_tokens"] == 100
+    assert usage["input_tokens"] == 120  # the prompt + what the engine fed (headers, tool results, ...)
     assert usage["output_tokens"] == 10
-    assert usage["total_tokens"] == 110
+    assert usage["total_tokens"] == 130
     assert usage["input_token_details"] == {"cache_read": 40}
     assert usage["output_token_details"] == {"reasoning": 8}
 
@@ -249,8 +250,8 @@ def test_result_becomes_ai_message_with_reasoning_workers_and_metadata():
 
 def test_tool_calls_get_ids_and_finish_reason():
     calls = [
-        {"id": "call_9", "name": "add", "arguments": {"a": 1, "b": 2}},
-        {"name": "add", "arguments": {"a": "日本"}},
+        ToolCallRecord(id="call_9", name="add", arguments={"a": 1, "b": 2}),
+        ToolCallRecord(id="call_10", name="add", arguments={"a": "日本"}),
     ]
     message = _convert_result_to_message(
         _result(answer="", tool_calls=calls), model_name="m", max_answer_tokens=64
@@ -261,12 +262,12 @@ def test_tool_calls_get_ids_and_finish_reason():
         "id": "call_9",
         "type": "tool_call",
     }
-    assert message.tool_calls[1]["id"]
+    assert message.tool_calls[1]["id"] == "call_10"
     assert message.response_metadata["finish_reason"] == "tool_calls"
 
 
 def test_stream_converter_routes_workers_steps_answer_and_final_chunk():
-    calls = [{"id": "c1", "name": "add", "arguments": {"a": "日本"}}]
+    calls = [ToolCallRecord(id="c1", name="add", arguments={"a": "日本"})]
     events = [
         TokenEvent("Alice", "**Alice [1]:** ", (1,), 1, generated=False),
         TokenEvent("Bob", "**Bob [1]:** ", (2,), 1, generated=False),

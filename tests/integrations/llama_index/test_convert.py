@@ -27,6 +27,7 @@ from hogwild_agents import (
     RunResult,
     TokenEvent,
     ToolCallFinishedEvent,
+    ToolCallRecord,
     Usage,
     WorkerResult,
 )
@@ -190,11 +191,11 @@ def test_bad_tool_choice(choice, required, match):
 
 
 # ------------------------------------------------------------------------------------------ responses
-def test_result_blocks_usage_and_unique_tool_call_ids():
+def test_result_blocks_usage_and_tool_call_ids():
     calls = [
-        {"id": "call_1", "name": "add", "arguments": {"a": 1, "b": 2}},
-        {"id": "call_1", "name": "add", "arguments": {"a": 3, "b": 4}},  # a repeated id must not survive
-        {"name": "subtract", "arguments": '{"a": 9, "b": 1}'},
+        ToolCallRecord(id="call_1", name="add", arguments={"a": 1, "b": 2}),
+        ToolCallRecord(id="call_2", name="add", arguments={"a": 3, "b": 4}),
+        ToolCallRecord(id="call_3", name="subtract", arguments={"a": 9, "b": 1}),
     ]
     response = convert_result(_result(answer="", tool_calls=calls))
     kinds = [b.block_type for b in response.message.blocks]
@@ -204,11 +205,11 @@ def test_result_blocks_usage_and_unique_tool_call_ids():
     assert thinking[0].content == "Alice thinks"
     assert thinking[0].num_tokens == 3
     selections = tool_calls_from_message(response.message)
-    assert len({s.tool_id for s in selections}) == 3
+    assert [s.tool_id for s in selections] == ["call_1", "call_2", "call_3"]
     assert selections[2].tool_kwargs == {"a": 9, "b": 1}
-    assert response.raw["usage"]["prompt_tokens"] == 10
+    assert response.raw["usage"]["prompt_tokens"] == 14  # the prompt + the 4 tokens the engine fed
     assert response.raw["usage"]["completion_tokens"] == 8
-    assert response.raw["usage"]["total_tokens"] == 18
+    assert response.raw["usage"]["total_tokens"] == 22
     assert response.raw["stop_reason"] == "final_answer"
 
 
@@ -256,7 +257,7 @@ def test_chat_stream_holds_back_tool_call_markup():
     assert "".join(r.delta for r in responses) == "Sure. "
     assert all("<tool" not in r.message.content for r in responses)
     final = stream.feed(
-        FinishedEvent(_result(answer="", tool_calls=[{"id": "c1", "name": "add", "arguments": {}}]))
+        FinishedEvent(_result(answer="", tool_calls=[ToolCallRecord(id="c1", name="add", arguments={})]))
     )
     assert final.message.content == ""
     assert [b.tool_name for b in final.message.blocks if isinstance(b, ToolCallBlock)] == ["add"]

@@ -24,6 +24,9 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.tools import FunctionTool
 from llama_index.llms.hogwild import Hogwild
 
+import hogwild_agents
+from hogwild_agents.engine import registry
+
 USER = [ChatMessage(role="user", content="What is 2 + 3?")]
 
 
@@ -49,7 +52,9 @@ def set_mode(mode: Literal["fast", "slow"]) -> str:
     return f"mode {mode}"
 
 
-BUDGET = {"max_forwards": 6, "max_answer_tokens": 8}  # per-run overrides: the shared tiny engine has defaults
+# Per-run overrides (the shared tiny engine has the library's defaults); the team always, as these tests
+# look at the workers' thinking ("auto" would answer the short test prompts with one plain worker).
+BUDGET = {"max_forwards": 6, "max_answer_tokens": 8, "collaboration": True}
 
 
 @pytest.fixture
@@ -91,7 +96,6 @@ def test_class_hierarchy_and_name():
 
 # ------------------------------------------------------------------------------------ construction
 def test_construction_is_lazy_and_validated(monkeypatch):
-    from llama_index.llms.hogwild import base
 
     loads = []
 
@@ -99,8 +103,8 @@ def test_construction_is_lazy_and_validated(monkeypatch):
         loads.append((model, kwargs))
         return object()
 
-    monkeypatch.setattr(base.HogwildEngine, "from_pretrained", staticmethod(fake_from_pretrained))
-    monkeypatch.setattr(base, "_ENGINES", {})
+    monkeypatch.setattr(hogwild_agents.HogwildEngine, "from_pretrained", staticmethod(fake_from_pretrained))
+    monkeypatch.setattr(registry, "_ENGINES", {})
     first = Hogwild(
         model="some/model", workers=3, additional_kwargs={"page_size": 32, "layout": "interleaved"}
     )
@@ -314,3 +318,31 @@ def test_execute_tools_runs_the_function_in_the_engine(tiny_engine):
     event = response.raw["tool_events"][0]
     assert (event["name"], event["content"]) == ("choose", f"picked {ran[0]}")
     assert not event["is_error"]
+
+
+# ------------------------------------------------------------------------------- chat defaults ("auto")
+def test_defaults_answer_a_greeting_with_one_plain_worker(tiny_engine):
+    llm = Hogwild(engine=tiny_engine, max_answer_tokens=5)  # front-end defaults: collaboration="auto"
+    hello = [ChatMessage(role="user", content="Hello")]
+    response = llm.chat(hello)
+    assert response.raw["stop_reason"] == "max_answer_tokens"
+    assert [w["name"] for w in response.raw["workers"]] == ["Alice"]
+    assert not [b for b in response.message.blocks if b.block_type == "thinking"]
+    assert response.raw["usage"]["completion_tokens"] == 5
+    streamed = list(llm.stream_chat(hello))
+    assert "".join(r.delta or "" for r in streamed) == response.message.content
+    assert not any("thinking_delta" in r.additional_kwargs for r in streamed)
+
+
+def test_defaults_give_a_task_to_the_team_and_roles_name_it(tiny_engine):
+    from hogwild_agents import WorkerRole
+
+    llm = Hogwild(engine=tiny_engine, max_forwards=3, max_answer_tokens=4, early_exit=False)
+    task = [ChatMessage(role="user", content="What is 17 + 25? Then add 5.")]
+    assert [w["name"] for w in llm.chat(task).raw["workers"]] == ["Alice", "Bob"]
+    roles = [
+        WorkerRole(name="Planner", instructions="Plan."),
+        WorkerRole(name="Solver", instructions="Solve."),
+    ]
+    with_roles = Hogwild(engine=tiny_engine, roles=roles, max_forwards=2, max_answer_tokens=3)
+    assert [w["name"] for w in with_roles.chat(task).raw["workers"]] == ["Planner", "Solver"]

@@ -27,8 +27,10 @@ from hogwild_agents import (
     AnswerEvent,
     FinishedEvent,
     RunResult,
+    RunStartedEvent,
     TokenEvent,
     ToolCallFinishedEvent,
+    ToolCallRecord,
     ToolCallStartedEvent,
     Usage,
 )
@@ -325,13 +327,14 @@ def tool_calls_from_message(message: ChatMessage) -> list[ToolSelection]:
 def convert_usage(usage: Usage) -> dict[str, Any]:
     """Usage in the keys LlamaIndex's token counter reads, plus the engine's own breakdown.
 
-    ``completion_tokens`` counts every sampled token: the workers' (their thinking) and the answer's.
+    ``prompt_tokens`` is everything the model read that it did not sample (the shared prompt and the
+    headers, tool results and finisher turn the engine fed); ``completion_tokens`` counts every sampled
+    token: the workers' (their thinking) and the answer's.
     """
-    completion = usage.generated_tokens + usage.answer_tokens
     return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": usage.prompt_tokens + completion,
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
         "reasoning_tokens": usage.generated_tokens,
         "answer_tokens": usage.answer_tokens,
         "fed_tokens": usage.fed_tokens,
@@ -348,21 +351,9 @@ def _thinking_block(name: str, text: str, num_tokens: int | None, extra: Mapping
     )
 
 
-def _tool_call_blocks(calls: Sequence[Mapping[str, Any]]) -> list[ToolCallBlock]:
-    blocks, seen = [], set()
-    for call in calls:
-        call_id = str(call.get("id") or _new_call_id())
-        while call_id in seen:  # ids must be unique even if the engine repeats one
-            call_id = _new_call_id()
-        seen.add(call_id)
-        blocks.append(
-            ToolCallBlock(
-                tool_call_id=call_id,
-                tool_name=str(call.get("name", "")),
-                tool_kwargs=_decode_arguments(call.get("arguments"), "engine tool call"),
-            )
-        )
-    return blocks
+def _tool_call_blocks(calls: Sequence[ToolCallRecord]) -> list[ToolCallBlock]:
+    """The engine's returned calls (each with a unique id and decoded arguments) as ``ToolCallBlock``s."""
+    return [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=dict(c.arguments)) for c in calls]
 
 
 def convert_result(result: RunResult, answer_worker: str | None = None) -> ChatResponse:
@@ -400,7 +391,7 @@ def convert_result(result: RunResult, answer_worker: str | None = None) -> ChatR
             }
             for w in result.workers
         ],
-        "tool_events": list(result.tool_events),
+        "tool_events": [e.model_dump() for e in result.tool_events],
     }
     return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks), raw=raw)
 
@@ -456,6 +447,9 @@ class ChatStream:
 
     def feed(self, event: Any) -> ChatResponse | None:
         """Take one engine event; return the response to yield for it, or ``None`` if it shows nothing."""
+        if isinstance(event, RunStartedEvent):
+            self.answer_worker = event.answer_worker  # decided by the engine ("auto" collaboration)
+            return None
         if isinstance(event, TokenEvent):
             if not event.text:
                 return None
@@ -480,7 +474,7 @@ class ChatStream:
             info.update({k: getattr(event, k) for k in event.__slots__})  # type: ignore[attr-defined]
             return ChatResponse(message=self._message(), delta="", additional_kwargs={"tool_event": info})
         if isinstance(event, FinishedEvent):
-            final = convert_result(event.result, self.answer_worker)
+            final = convert_result(event.result, event.result.answer_worker)
             answer = event.result.answer
             final.delta = answer[len(self.answer) :] if answer.startswith(self.answer) else ""
             self.answer = answer

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
@@ -34,7 +33,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import BaseOutputParser, PydanticProgramMode
 
-from hogwild_agents import HogwildConfig, HogwildEngine
+from hogwild_agents import HogwildConfig, HogwildEngine, WorkerRole
 
 from ._convert import (
     ChatStream,
@@ -56,7 +55,10 @@ _ENGINE_OPTIONS = frozenset({"page_size", "max_cache_tokens", "attention_backend
 # HogwildConfig fields this class exposes as its own fields (passed per run when not None).
 _RUN_FIELDS = (
     "workers",
+    "roles",
     "collaboration",
+    "early_exit",
+    "probe_every",
     "temperature",
     "top_p",
     "top_k",
@@ -71,9 +73,6 @@ _RUN_FIELDS = (
 )
 # Keys this class sets itself; callers choose them through ``execute_tools`` / ``tool_choice``.
 _RESERVED = frozenset({"tool_mode", "tool_choice"})
-
-_ENGINES: dict[tuple[Any, ...], HogwildEngine] = {}
-_ENGINES_LOCK = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -169,8 +168,23 @@ class Hogwild(FunctionCallingLLM):
     workers: int | None = Field(
         default=None, ge=1, le=64, description="Workers writing in parallel (engine: 2)."
     )
-    collaboration: bool | None = Field(
-        default=None, description="Collaboration prompt, step headers, self-checks and finisher (engine: on)."
+    roles: list[WorkerRole] | None = Field(
+        default=None,
+        description="Per-worker roles (name, instructions, own tools, own tool_choice); they set the "
+        "workers' names and number.",
+    )
+    collaboration: bool | Literal["auto"] | None = Field(
+        default=None,
+        description="Collaboration prompt, step headers, self-checks and finisher. None: 'auto' (requests "
+        "with numbers, code, several lines, 12+ words or tools get the team; a greeting or short question "
+        "gets one plain worker).",
+    )
+    early_exit: bool | None = Field(
+        default=None,
+        description="Probe whether the work already answers the request and stop then (None: on).",
+    )
+    probe_every: int | None = Field(
+        default=None, ge=1, description="Worker forwards between early-exit probes (None: 16)."
     )
     temperature: float | None = Field(
         default=None, ge=0.0, le=5.0, description="Sampling temperature; 0 is greedy."
@@ -215,7 +229,10 @@ class Hogwild(FunctionCallingLLM):
         device: str | None = None,
         dtype: str | None = None,
         workers: int | None = None,
-        collaboration: bool | None = None,
+        roles: list[WorkerRole] | None = None,
+        collaboration: bool | Literal["auto"] | None = None,
+        early_exit: bool | None = None,
+        probe_every: int | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
         top_k: int | None = None,
@@ -244,7 +261,10 @@ class Hogwild(FunctionCallingLLM):
             device: See the field.
             dtype: See the field.
             workers: See the field.
+            roles: See the field.
             collaboration: See the field.
+            early_exit: See the field.
+            probe_every: See the field.
             temperature: See the field.
             top_p: See the field.
             top_k: See the field.
@@ -275,7 +295,10 @@ class Hogwild(FunctionCallingLLM):
             device=device,
             dtype=dtype,
             workers=workers,
+            roles=roles,
             collaboration=collaboration,
+            early_exit=early_exit,
+            probe_every=probe_every,
             temperature=temperature,
             top_p=top_p,
             top_k=top_k,
@@ -321,7 +344,8 @@ class Hogwild(FunctionCallingLLM):
 
     def _run_options(self, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         """Per-run engine overrides: this object's settings, then ``additional_kwargs``, then the call's."""
-        options = {name: value for name in _RUN_FIELDS if (value := getattr(self, name)) is not None}
+        options = dict(HogwildConfig.CHAT_DEFAULTS)
+        options.update({name: value for name in _RUN_FIELDS if (value := getattr(self, name)) is not None})
         options.update({k: v for k, v in self.additional_kwargs.items() if k not in _ENGINE_OPTIONS})
         fixed = (_ENGINE_OPTIONS | _RESERVED) & set(call_kwargs)
         if fixed:
@@ -330,20 +354,17 @@ class Hogwild(FunctionCallingLLM):
                 "construction, and tools are chosen with tools=/tool_choice=/execute_tools="
             )
         options.update(call_kwargs)
+        if options.get("roles") and "workers" not in call_kwargs and self.workers is None:
+            options.pop("workers", None)  # the roles decide how many workers there are
         return options
 
     @property
     def engine(self) -> HogwildEngine:
         """The engine serving this LLM, loaded on first use and shared by LLMs with equal engine settings."""
         if self._engine is None:
-            options = self._engine_options()
-            key = (self.model, self.device, self.dtype, tuple(sorted(options.items())))
-            with _ENGINES_LOCK:
-                if key not in _ENGINES:
-                    _ENGINES[key] = HogwildEngine.from_pretrained(
-                        self.model, device=self.device, dtype=self.dtype, **options
-                    )
-                self._engine = _ENGINES[key]
+            self._engine = HogwildEngine.shared(
+                self.model, device=self.device, dtype=self.dtype, **self._engine_options()
+            )
         return self._engine
 
     async def _aengine(self) -> HogwildEngine:
@@ -356,17 +377,18 @@ class Hogwild(FunctionCallingLLM):
     def metadata(self) -> LLMMetadata:
         """What agents and query engines read: the real context window, chat and function calling support.
 
-        ``num_output`` is the longest answer a run can write (the finisher's budget, or the single worker's
-        without a finisher). Reading it loads the engine, because the context window is the model's.
+        ``num_output`` is the longest answer a run can write (``max_answer_tokens``: the finisher's
+        budget, or the single worker's without a finisher). Reading it loads the engine, because the
+        context window is the model's.
         """
         engine = self.engine
         config = engine.config.with_overrides(**self._run_options({}))
         window = engine.runner.geometry.context_window
         if config.context_window is not None:
             window = min(window, config.context_window)
-        num_output = (
-            config.max_answer_tokens if config.use_finisher else config.max_new_tokens or config.max_forwards
-        )
+        num_output = config.max_answer_tokens
+        if not config.use_finisher:  # plain generation: the first worker's own budgets bound it too
+            num_output = min(num_output, config.max_forwards, config.max_new_tokens or num_output)
         name = self.model or str(getattr(engine.model.config, "name_or_path", "") or "hogwild")
         return LLMMetadata(
             context_window=window,
@@ -402,7 +424,7 @@ class Hogwild(FunctionCallingLLM):
             config = engine.config.with_overrides(**overrides)
         except ValueError as e:
             raise ValueError(f"invalid option for this call: {e}") from e
-        answer_worker = None if config.use_finisher else config.names[0]
+        answer_worker = None if config.use_finisher else config.names[0]  # "auto": the run's first event says
         call_prefix = engine.tool_format.call_prefix if converted and config.tool_choice != "none" else None
         return _Request(convert_messages(messages), converted, overrides, answer_worker, call_prefix)
 
@@ -420,7 +442,7 @@ class Hogwild(FunctionCallingLLM):
         engine = self.engine
         request = self._request(engine, messages, kwargs)
         result = engine.run(request.messages, tools=request.tools, **request.overrides)
-        return convert_result(result, request.answer_worker)
+        return convert_result(result, result.answer_worker)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -447,7 +469,7 @@ class Hogwild(FunctionCallingLLM):
         engine = await self._aengine()
         request = self._request(engine, messages, kwargs)
         result = await engine.arun(request.messages, tools=request.tools, **request.overrides)
-        return convert_result(result, request.answer_worker)
+        return convert_result(result, result.answer_worker)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
