@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="hash every converted model file against its recorded sha256"
     )
     _add_eval_parser(sub)
+    _add_serve_parser(sub)
     return parser
 
 
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_info(args, out)
         if args.command == "eval":
             return _cmd_eval(args, argv, out)
+        if args.command == "serve":
+            return _cmd_serve(args)
         return _cmd_run(args, out, err)
     except KeyboardInterrupt:
         err.print("[yellow]Interrupted.[/]")
@@ -449,6 +452,54 @@ def _cmd_eval(args: argparse.Namespace, argv: list[str] | None, out: Console) ->
     out.print((args.out / "results.md").read_text(), soft_wrap=True, markup=False)
     for kind, path in files.items():
         out.print(f"[dim]{kind}:[/] {path}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------- serve
+def _add_serve_parser(sub: Any) -> None:
+    """Register ``hogwild serve`` (the OpenAI-compatible server of :mod:`hogwild_agents.server`)."""
+    serve = sub.add_parser(
+        "serve", help="serve the model over an OpenAI-compatible HTTP API, with a web view"
+    )
+    serve.add_argument(
+        "--model", help="packaged model name, Hugging Face id or local path (default: packaged Qwen 0.5B)"
+    )
+    serve.add_argument("--workers", type=int, default=2, help="default number of workers per request")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--max-cache-tokens", type=int, help="capacity of the shared KV store, in tokens")
+    serve.add_argument("--dtype", help="weights dtype (default bfloat16; float32 is faster on most CPUs)")
+    serve.add_argument("--device", help="cuda or cpu (default: CUDA when available)")
+    serve.add_argument("--ray", action="store_true", help="serve through Ray Serve (the serve-ray extra)")
+    serve.add_argument("--replicas", type=int, default=1, help="with --ray: engine replicas (default 1)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    given = {"max_cache_tokens": args.max_cache_tokens, "dtype": args.dtype, "device": args.device}
+    config = {k: v for k, v in given.items() if v is not None}
+    try:
+        if args.ray:
+            from ..server.ray_app import serve_ray
+
+            serve_ray(
+                args.model,
+                replicas=args.replicas,
+                workers=args.workers,
+                host=args.host,
+                port=args.port,
+                **config,
+            )
+            return EXIT_OK
+        from ..server import serve
+    except ImportError as e:
+        raise ValueError(
+            f"hogwild serve needs the server extra ({e.name} is missing): "
+            "pip install 'hogwild-agents[server]'" + (" 'hogwild-agents[serve-ray]'" if args.ray else "")
+        ) from e
+    serve(
+        args.model, workers=args.workers, host=args.host, port=args.port, log_level=args.log_level, **config
+    )
     return EXIT_OK
 
 
