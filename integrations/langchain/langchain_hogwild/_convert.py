@@ -364,6 +364,7 @@ def _convert_generation_info(result: RunResult, *, model_name: str, max_answer_t
         "finish_reason": finish_reason,
         "stop_reason": result.stop_reason,
         "collaboration": result.collaboration,
+        "answer_truncated": result.answer_truncated,
         "workers": _convert_workers(result.workers),
         "tool_events": [e.model_dump() for e in result.tool_events],
         "usage": result.usage.model_dump(),

@@ -7,6 +7,7 @@ from operator import itemgetter
 from typing import Any, Literal, Self
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -15,7 +16,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, model_validator
@@ -52,6 +53,17 @@ _RUN_FIELDS = (
     "seed",
 )
 _CHAT_DEFAULTS = HogwildConfig.CHAT_DEFAULTS
+
+
+def _refuse_truncated(message: AIMessage) -> AIMessage:
+    """A structured answer (or forced call) the token budget cut mid-way is a parser error, never ``None``."""
+    if message.response_metadata.get("answer_truncated"):
+        raise OutputParserException(
+            "the structured answer was cut by the token budget before it was complete; raise max_tokens "
+            "(the answer's budget) or max_forwards",
+            llm_output=str(message.content),
+        )
+    return message
 
 
 class ChatHogwild(BaseChatModel):
@@ -495,6 +507,7 @@ class ChatHogwild(BaseChatModel):
             raise ValueError(
                 f"unknown method {method!r}: use 'function_calling', 'json_schema' or 'json_mode'"
             )
+        parser = RunnableLambda(_refuse_truncated) | parser
         if not include_raw:
             return llm | parser
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)

@@ -334,3 +334,23 @@ def test_the_engine_is_reachable_for_injected_messages(tiny_engine):
         if len(kinds) == 2:
             stream.inject("Use the number 47 in your check.")
     assert kinds[0] == "RunStartedEvent" and "MessageInjectedEvent" in kinds and kinds[-1] == "FinishedEvent"
+
+
+# ----------------------------------------------------------------- structured output cut by the budget
+class _Report(BaseModel):
+    title: str
+    summary: str
+    points: list[str]
+
+
+def test_structured_output_cut_by_the_budget_is_a_parser_error_not_none(tiny_engine):
+    from langchain_core.exceptions import OutputParserException
+
+    llm = ChatHogwild(engine=tiny_engine, max_forwards=2, max_tokens=3, collaboration=True, early_exit=False)
+    task = "Write a report on the water cycle."
+    for method in ("json_schema", "function_calling"):
+        with pytest.raises(OutputParserException, match="cut by the token budget"):
+            llm.with_structured_output(_Report, method=method).invoke(task)
+        out = llm.with_structured_output(_Report, method=method, include_raw=True).invoke(task)
+        assert out["parsed"] is None and isinstance(out["parsing_error"], OutputParserException)
+        assert out["raw"].response_metadata["answer_truncated"] is True

@@ -382,6 +382,7 @@ def convert_result(result: RunResult, answer_worker: str | None = None) -> ChatR
     raw = {
         "usage": convert_usage(result.usage),
         "stop_reason": result.stop_reason,
+        "answer_truncated": result.answer_truncated,
         "workers": [
             {
                 "name": w.name,
