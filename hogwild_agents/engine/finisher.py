@@ -45,6 +45,7 @@ def _start(run: RunState) -> FinisherState:
         forwards_left=-1,
         stream=writer_stream(run.sampling.seed, "finisher"),
         guard=MarkupGuard(run.finisher_markup, run.res.token_texts) if run.finisher_markup else None,
+        call_openers=run.tools.call_openers(),
     )
     run.finisher = finisher
     return finisher
@@ -113,11 +114,38 @@ def apply_finish(run: RunState, ids: list[int]) -> None:
         end_turn(run)
 
 
-def _stream(run: RunState, finisher: FinisherState, final: bool) -> str:
-    """Send the answer text that is now safe to show; return the answer up to its stop string."""
+def _visible(finisher: FinisherState, final: bool) -> str:
+    """The answer text that is safe to show now.
+
+    Never text from a stop string on, nor (until the turn is over) a tail that may begin one; and when the
+    finisher may answer with tool calls, never text from a call's opening on (or a tail that may begin
+    one): the caller gets the call as a call, not as markup in the answer stream.
+    """
     text = finisher.answer.text
     cut = finisher.stops.cut
-    visible = text[:cut] if cut is not None else text if final else text[: len(text) - finisher.stops.held]
+    if cut is not None:
+        text = text[:cut]
+    elif not final:
+        text = text[: len(text) - finisher.stops.held]
+    if final or not finisher.call_openers:
+        return text
+    return _before_call(text, finisher.call_openers)
+
+
+def _before_call(text: str, openers: tuple[str, ...]) -> str:
+    """``text`` up to the first call opener, minus a trailing part that may begin one."""
+    starts = [i for i in (text.find(o) for o in openers) if i >= 0]
+    if starts:
+        return text[: min(starts)]
+    for size in range(min(max(map(len, openers)) - 1, len(text)), 0, -1):
+        if any(o.startswith(text[-size:]) for o in openers):
+            return text[:-size]
+    return text
+
+
+def _stream(run: RunState, finisher: FinisherState, final: bool) -> str:
+    """Send the answer text that is now safe to show (see :func:`_visible`); return what is visible."""
+    visible = _visible(finisher, final)
     if len(visible) > finisher.streamed:
         run.emit(AnswerEvent(visible[finisher.streamed :], run.forward_index - 1))
         finisher.streamed = len(visible)
@@ -128,9 +156,9 @@ def end_turn(run: RunState) -> None:
     """The finisher's turn is over: hand its tool calls to the caller, or finish the run."""
     finisher = run.finisher
     assert finisher is not None
-    answer = _stream(run, finisher, final=True).strip()
+    answer = _visible(finisher, final=True).strip()
     calls = run.tools.calls_in_answer(answer)
-    if calls:
+    if calls:  # the text before the call was streamed; the call itself goes to the caller as a call
         run.returned = [(None, call) for call in calls]
         finisher.forwards_left = -1
         suspend(run, resume_phase=Phase.FINISH)
@@ -138,6 +166,7 @@ def end_turn(run: RunState) -> None:
     # A grammar left mid-way (the token budget ran out in a JSON answer or a call) is never a silent
     # answer: the result says so (RunResult.answer_truncated), for front ends to raise a parser error.
     run.answer_truncated = finisher.constraint is not None and not finisher.constraint.is_completed
+    _stream(run, finisher, final=True)
     finish_run(run, answer)
 
 

@@ -88,6 +88,7 @@ class FinisherState:
     samples: int = 0
     stream: int = 0
     guard: MarkupGuard | None = None
+    call_openers: tuple[str, ...] = ()  # answer text from one of these on may be a call: not streamed
 
 
 @dataclass(slots=True)

@@ -282,6 +282,15 @@ class ToolSession:
             return None
         return factory.constraint(factory.tool_calls(self.tools, self.cfg.tool_choice, self.fmt))
 
+    def call_openers(self) -> tuple[str, ...]:
+        """What opens a call in the finisher's answer, in the formats parsing accepts.
+
+        The tagged prefix, a fenced block, bare JSON; empty when the finisher may not answer with calls.
+        """
+        if not self.may_finish_with_calls or self.fmt is None:
+            return ()
+        return tuple(o for o in (self.fmt.call_prefix.strip(), "```", '{"name"') if o)
+
     def calls_in_answer(self, text: str) -> list[ToolCall]:
         """Calls the finisher wrote (return mode), parsed leniently; malformed ones are dropped."""
         if not self.may_finish_with_calls:

@@ -228,3 +228,36 @@ def test_a_kept_run_does_not_eat_another_runs_context_window(qwen_tokenizer, mon
     assert kept.stop_reason == "tool_calls" and engine._kept  # suspended, its pages kept in the store
     monkeypatch.undo()
     assert engine.run(ASK, context_window=window).stop_reason == "max_forwards"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>',
+        '```json\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n```',
+        '{"name": "add", "arguments": {"a": 2, "b": 3}}',
+    ],
+    ids=["tagged", "fenced", "bare"],
+)
+def test_answer_stream_never_carries_call_markup(qwen_tokenizer, monkeypatch, call) -> None:
+    """Return mode: the text before a call streams live; the call reaches the caller only as a call."""
+    engine = engine_for(qwen_tokenizer, workers=2, max_forwards=3, max_answer_tokens=64)
+    ScriptedWriters(qwen_tokenizer, {"finisher": f"Let me add them. {call}"}, EOS).install(monkeypatch)
+    events = list(engine.stream(ASK, tools=[Tool.from_function(add)], tool_mode="return"))
+    streamed = "".join(e.text for e in events if type(e).__name__ == "AnswerEvent")
+    result = events[-1].result
+    assert [c.name for c in result.tool_calls] == ["add"] and result.tool_calls[0].arguments == {
+        "a": 2,
+        "b": 3,
+    }
+    assert streamed.strip() == "Let me add them."
+    assert "{" not in streamed and "<tool" not in streamed and "```" not in streamed
+    engine.drop_kept_runs()
+
+
+def test_answer_without_a_call_streams_whole(qwen_tokenizer, monkeypatch) -> None:
+    engine = engine_for(qwen_tokenizer, workers=2, max_forwards=3, max_answer_tokens=64)
+    ScriptedWriters(qwen_tokenizer, {"finisher": "Two and three make five."}, EOS).install(monkeypatch)
+    events = list(engine.stream(ASK, tools=[Tool.from_function(add)], tool_mode="return"))
+    streamed = "".join(e.text for e in events if type(e).__name__ == "AnswerEvent")
+    assert streamed.strip() == events[-1].result.answer == "Two and three make five."

@@ -413,16 +413,13 @@ class _StreamConverter:
     In plain generation (the run's first event, ``RunStartedEvent``, names an ``answer_worker``) that
     worker's tokens are the answer: they stream as content.
 
-    With ``live_answer=False`` the answer comes whole in the last chunk, as the engine's final
-    ``RunResult.answer``: when the finisher may write tool calls, its deltas are call markup that only the
-    final answer turns into ``tool_calls``. (Stop strings need no such care: the engine never streams
-    text from a stop string on.)
+    The engine never streams a stop string or tool-call markup in the answer deltas, so the answer
+    streams live with tools bound too; returned calls arrive whole as ``tool_call_chunks`` in the last chunk.
     """
 
-    def __init__(self, *, model_name: str, max_answer_tokens: int, live_answer: bool = True) -> None:
+    def __init__(self, *, model_name: str, max_answer_tokens: int) -> None:
         self._model_name = model_name
         self._max_answer_tokens = max_answer_tokens
-        self._live_answer = live_answer
         self._unfinished: dict[str, str] = {}
         self._answer_started = False
         self._answer_worker: str | None = None
@@ -456,17 +453,12 @@ class _StreamConverter:
         if isinstance(event, AnswerEvent):
             return self._answer(event.text)
         if isinstance(event, FinishedEvent):
-            final = _convert_final_chunk(
+            return _convert_final_chunk(
                 event.result, model_name=self._model_name, max_answer_tokens=self._max_answer_tokens
             )
-            if not self._live_answer:
-                final.content = event.result.answer
-            return final
         return None  # tool call start/finish: reported in the final chunk's response_metadata["tool_events"]
 
     def _answer(self, text: str, strip: bool = True) -> AIMessageChunk | None:
-        if not self._live_answer:
-            return None
         text = text if self._answer_started or not strip else text.lstrip()
         self._answer_started = self._answer_started or bool(text)
         return AIMessageChunk(content=text) if text else None

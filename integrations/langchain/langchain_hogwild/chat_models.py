@@ -350,17 +350,10 @@ class ChatHogwild(BaseChatModel):
             overrides["response_format"] = response_format
         return chat, tools or None, overrides
 
-    def _stream_converter(self, tools: list[Any] | None, overrides: dict[str, Any]) -> _StreamConverter:
-        # The engine's answer deltas may hold tool-call markup (calls returned to the caller); in those
-        # runs the answer is sent once, parsed, in the final chunk. Stop strings never reach the deltas.
-        returns_calls = (
-            bool(tools) and overrides.get("tool_mode") == "return" and overrides.get("tool_choice") != "none"
-        )
-        return _StreamConverter(
-            model_name=self._model_name,
-            max_answer_tokens=overrides["max_answer_tokens"],
-            live_answer=not returns_calls,
-        )
+    def _stream_converter(self, overrides: dict[str, Any]) -> _StreamConverter:
+        # The engine never streams tool-call markup nor stop strings in answer deltas, so the answer
+        # streams live even with tools bound; the calls arrive whole in the last chunk.
+        return _StreamConverter(model_name=self._model_name, max_answer_tokens=overrides["max_answer_tokens"])
 
     # --------------------------------------------------------------------------------------------- runs
     def _generate(
@@ -399,7 +392,7 @@ class ChatHogwild(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         chat, tools, overrides = self._request(messages, stop, kwargs)
-        converter = self._stream_converter(tools, overrides)
+        converter = self._stream_converter(overrides)
         for event in self._get_engine().stream(chat, tools=tools, **overrides):
             message = converter.convert(event)
             if message is None:
@@ -417,7 +410,7 @@ class ChatHogwild(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         chat, tools, overrides = self._request(messages, stop, kwargs)
-        converter = self._stream_converter(tools, overrides)
+        converter = self._stream_converter(overrides)
         async for event in self._get_engine().astream(chat, tools=tools, **overrides):
             message = converter.convert(event)
             if message is None:
