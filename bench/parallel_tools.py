@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--ks", default="2,4")
     parser.add_argument("--variants", default="hogwild,agent-seq,agent-par")
     parser.add_argument("--budget", type=int, default=30, help="worker forwards of a Hogwild run")
-    parser.add_argument("--answer-tokens", type=int, default=32, help="tokens of an answer (a model turn)")
+    parser.add_argument("--answer-tokens", type=int, default=80, help="tokens of an answer (a model turn)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--md", help="append the results to this markdown file")
     args = parser.parse_args()
