@@ -18,7 +18,7 @@ NOTEBOOKS = sorted((ROOT / "cookbook").glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
 
 # Notebooks that display a RunResult (the engine used directly); 03/04 go through LangChain / LlamaIndex.
-_SHOWS_RUN_RESULT = {"01_quickstart.ipynb", "02_tools.ipynb"}
+_SHOWS_RUN_RESULT = {"01_quickstart.ipynb", "02_tools.ipynb", "05_parallel_tools.ipynb"}
 
 
 def _model_cached() -> bool:
@@ -43,19 +43,30 @@ def _kernel_name() -> str:
     return name
 
 
-def test_cookbook_has_notebooks_with_outputs_stripped():
+def test_cookbook_notebooks_are_committed_with_outputs_and_no_errors():
+    """A reader on GitHub sees every notebook's results (the workers' panes) without running it."""
     assert {p.name for p in NOTEBOOKS} >= {
         "01_quickstart.ipynb",
         "02_tools.ipynb",
         "03_langchain.ipynb",
         "04_llamaindex.ipynb",
+        "05_parallel_tools.ipynb",
     }
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs"
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        assert code, f"{path.name} has no code cells"
+        for cell in code:
+            assert cell.execution_count is not None, f"{path.name}: commit the notebook executed (nbclient)"
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            assert not errors, (
+                f"{path.name}: a cell failed: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+            )
+        assert any(cell.outputs for cell in code), f"{path.name}: commit it with its outputs"
+        if path.name in _SHOWS_RUN_RESULT:
+            html = [o for cell in code for o in cell.outputs if "text/html" in o.get("data", {})]
+            assert html, f"{path.name}: the committed outputs should show the RunResult's HTML"
 
 
 @pytest.mark.real_model
