@@ -14,7 +14,7 @@ from ..api.config import HogwildConfig
 from ..api.results import SamplingRecord
 from ..runner.sampling import SamplingParams
 from ..text.prompts import PromptTexts, step_header
-from ..tools import Tool
+from ..tools import Tool, ToolFormat
 from ..tools.schema import check_response_format, grammar_error
 from .budget import check_prompt_fits
 from .finisher import apply_finish, end_turn, plan_finish
@@ -75,6 +75,8 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
     )
     if cfg.collaboration and cfg.guard_markup:
         run.worker_markup, run.finisher_markup = markup_patterns(cfg, texts)
+        if run.tools.fmt is not None and not run.tools.may_finish_with_calls:
+            run.finisher_markup += tool_markup(run.tools.fmt)  # execute mode: calls are the workers' job
     run.trace.sampling = SamplingRecord(cfg.temperature, cfg.top_p, cfg.top_k, seed)
     check_prompt_fits(run)
     return run
@@ -95,6 +97,16 @@ def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, 
     checks = (check, question, question.split(": ", 1)[-1])
     finisher = (*workers, *checks, *sections, "<answer", "</answer")  # any attributes too
     return tuple(p for p in workers if p), tuple(p for p in finisher if p)
+
+
+def tool_markup(fmt: ToolFormat) -> tuple[str, ...]:
+    """The tool format's call and result wrappers (``<tool_call>``, ``<tool_response>``, their closers).
+
+    A finisher that may not answer with a call (execute mode) still sees the workers' calls and results
+    in the shared history, and small models copy them into the answer.
+    """
+    pieces = (fmt.call_prefix, fmt.call_suffix, fmt.inline_prefix, fmt.inline_suffix)
+    return tuple(dict.fromkeys(p.strip() for p in pieces if p.strip()))
 
 
 def plan(run: RunState) -> Plan | Wait | None:

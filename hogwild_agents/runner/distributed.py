@@ -10,6 +10,7 @@ With one process every helper is the identity, so single-GPU behaviour is unchan
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -68,6 +69,7 @@ class ParallelContext:
             device = torch.device("cpu")
         if not dist.is_initialized():
             dist.init_process_group("nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
+            atexit.register(_destroy_process_group)  # we made it, we end it: no rank left in a barrier
         return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), group=None, device=device)
 
     def broadcast_tokens(self, tokens: list[int]) -> list[int]:
@@ -89,3 +91,9 @@ class ParallelContext:
 
 SINGLE_PROCESS = ParallelContext()
 """The context of an ordinary single-process engine."""
+
+
+def _destroy_process_group() -> None:
+    """End the default process group at exit (a group left open makes ranks hang in their last barrier)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -256,7 +256,7 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         events.close()
     result = progress.result
     assert result is not None, "the event stream always ends with FinishedEvent"
-    if args.json:
+    if args.json and engine.parallel.is_leader:
         sys.stdout.write(json.dumps(result.to_json_dict(), ensure_ascii=False) + "\n")
         sys.stdout.flush()
     elif not live:

@@ -78,3 +78,15 @@ def test_workers_cannot_write_each_others_headers(qwen_tokenizer, monkeypatch) -
     bob = result.workers[1]
     generated = bob.text.replace("**Bob [1]:** ", "").replace("**Bob [2]:** ", "")
     assert "**Alice [" not in generated and "<...>" not in generated
+
+
+def test_the_finisher_of_an_execute_mode_run_writes_no_tool_markup(qwen_tokenizer, monkeypatch) -> None:
+    from hogwild_agents.tools.builtins import calculator_tool
+
+    script = 'It is <tool_call>\n{"name": "calculator"}\n</tool_call> <tool_response>\n5\n</tool_response> 5.'
+    PreferredWriters(qwen_tokenizer, {"finisher": script}, EOS).install(monkeypatch)
+    engine = _engine(qwen_tokenizer, workers=2, max_forwards=6, max_answer_tokens=48)
+    answer = engine.run(QUESTION, tools=[calculator_tool()]).answer  # execute mode: the workers call
+    for markup in ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"):
+        assert markup not in answer, answer
+    assert "5" in answer

@@ -73,3 +73,44 @@ def test_single_process_context_is_the_identity() -> None:
     assert SINGLE_PROCESS.broadcast_tokens([3, 1]) == [3, 1]
     assert SINGLE_PROCESS.broadcast_object({"a": 1}) == {"a": 1}
     assert ParallelContext.from_environment() is SINGLE_PROCESS or os.environ.get("WORLD_SIZE", "1") != "1"
+
+
+def _torchrun(args: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc, time.perf_counter() - start
+
+
+def test_a_whole_cli_run_under_torchrun_exits_cleanly(tp_outputs: Path) -> None:
+    """A sharded model (tensor-parallel plan, two gloo ranks), collaboration on, the finisher: rank 0
+    prints one result, the other follows silently, both exit 0 (the process group is destroyed at exit)."""
+    proc, wall = _torchrun(
+        ["-m", "hogwild_agents.ui.cli", "run", "What is 2+3?", "--model", str(tp_outputs / "engine")]
+        + ["--workers", "2", "--max-forwards", "6", "--max-answer-tokens", "3", "--no-early-exit"]
+        + ["--no-live", "--json"],
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, proc.stdout[-2000:]  # only the leader prints
+    assert json.loads(lines[0])["usage"]["worker_forwards"] == 6
+    print(f"torchrun CLI run: {wall:.1f} s")
+
+
+def test_a_failing_rank_brings_the_others_down_with_its_error(tmp_path: Path) -> None:
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "from hogwild_agents.runner.distributed import ParallelContext\n"
+        "ctx = ParallelContext.from_environment()\n"
+        "if ctx.rank == 1:\n"
+        "    raise RuntimeError('rank 1 failed on purpose')\n"
+        "ctx.broadcast_tokens([1, 2, 3])  # rank 0 waits for rank 1 here\n"
+    )
+    proc, wall = _torchrun([str(script)], timeout=180)
+    assert proc.returncode != 0
+    assert "rank 1 failed on purpose" in proc.stderr
+    assert wall < 120, f"the ranks took {wall:.0f} s to come down"
