@@ -7,10 +7,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 bash scripts/setup.sh
 TASK=${TASK:-"A train travels 12345 meters per hour for 6789 hours. How many meters does it travel? Use the calculator."}
-# Two roles: Alice computes with the calculator (her first step is a call: the 0.5B model rarely decides to
-# call a tool by itself, so her role forces it through constrained decoding), Bob checks and concludes.
+# Two roles, each with a first step forced to be a calculator call (constrained decoding: the 0.5B model
+# rarely decides to call a tool by itself): Alice computes, Bob checks her result with a call of his own.
+# Both results land in the shared cache; the finisher answers from them. (With Bob free to write, the 0.5B
+# answered with the question's own numbers: bench/RESULTS.md.)
 ROLES='[{"name": "Alice", "instructions": "Compute the result with the calculator.", "tools": ["calculator"],
   "tool_choice": "required"},
- {"name": "Bob", "instructions": "Check the result Alice gets and state the final answer.", "tools": []}]'
+ {"name": "Bob", "instructions": "Check the result Alice gets with the calculator, then state the final answer.",
+  "tools": ["calculator"], "tool_choice": "required"}]'
 # 64 worker forwards keep the demo near a minute on 2 CPU cores; pass --max-forwards to give it more.
 exec .venv/bin/hogwild run "$TASK" --tool calculator --roles "$ROLES" --max-forwards 64 "$@"

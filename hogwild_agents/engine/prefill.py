@@ -48,6 +48,7 @@ def _add_workers(run: RunState) -> None:
     assert run.layout is not None
     plain_stops = run.cfg.stop and not run.cfg.use_finisher
     for i, name in enumerate(run.cfg.names):
+        markup = run.worker_markup + run.tools.worker_markup(name) if run.worker_markup else ()
         worker = WorkerState(
             index=i,
             name=name,
@@ -55,7 +56,7 @@ def _add_workers(run: RunState) -> None:
             text=TextStream(run.res.tokenizer),
             stops=StopMatcher(run.cfg.stop) if plain_stops else None,
             stream=writer_stream(run.sampling.seed, name),
-            guard=MarkupGuard(run.worker_markup, run.res.token_texts) if run.worker_markup else None,
+            guard=MarkupGuard(markup, run.res.token_texts) if markup else None,
         )
         run.tools.register(name)
         run.layout.current[i] = worker.block

@@ -23,7 +23,7 @@ from .prefill import apply_prefill, plan_prefill
 from .protocol import Phase, Plan, Wait
 from .resources import RunResources
 from .state import RunState
-from .tools import ToolSession
+from .tools import ToolSession, tag_openings
 from .trace import record_forward, record_samples
 
 __all__ = ["apply", "close", "new_run", "plan", "reserve_failed"]
@@ -105,8 +105,7 @@ def tool_markup(fmt: ToolFormat) -> tuple[str, ...]:
     A finisher that may not answer with a call (execute mode) still sees the workers' calls and results
     in the shared history, and small models copy them into the answer.
     """
-    pieces = (fmt.call_prefix, fmt.call_suffix, fmt.inline_prefix, fmt.inline_suffix)
-    return tuple(dict.fromkeys(p.strip() for p in pieces if p.strip()))
+    return tag_openings((fmt.call_prefix, fmt.call_suffix, fmt.inline_prefix, fmt.inline_suffix))
 
 
 def plan(run: RunState) -> Plan | Wait | None:

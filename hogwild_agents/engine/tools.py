@@ -25,6 +25,21 @@ from .resources import RunResources
 __all__ = ["ToolSession"]
 
 
+def tag_openings(pieces: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Markup to ban for wrappers like ``<tool_call>``: their opening (``<tool_call``).
+
+    Variants with attributes or spaces (``<tool_call name=...>``, ``<tool_response >``) are banned too.
+    """
+    out = []
+    for piece in pieces:
+        piece = piece.strip()
+        if piece.startswith("<") and piece.endswith(">") and len(piece) > 2:
+            piece = piece[:-1]
+        if piece:
+            out.append(piece)
+    return tuple(dict.fromkeys(out))
+
+
 @dataclass(slots=True)
 class _WorkerTools:
     tools: list[Tool]  # the tools this worker may call (its role's, or all)
@@ -153,6 +168,19 @@ class ToolSession:
             state = _WorkerTools(mine, ToolCallDetector(self.fmt, mine), constraint, auto, forced=forced)
             self._workers[worker] = state
         return state
+
+    def worker_markup(self, worker: str) -> tuple[str, ...]:
+        """Tool markup ``worker`` may not write.
+
+        Result wrappers always (results are the engine's to write); call wrappers when the worker has no
+        tools of its own (its "call" would never run, and small models then invent its result).
+        """
+        if self.fmt is None:
+            return ()
+        pieces = [self.fmt.inline_prefix, self.fmt.inline_suffix]
+        if not self._choices.get(worker, ([], "auto"))[0]:
+            pieces += [self.fmt.call_prefix, self.fmt.call_suffix]
+        return tag_openings(pieces)
 
     def register(self, worker: str) -> None:
         """Create the worker's tool state (its grammar starts a forced call if its tool_choice says so)."""
