@@ -105,7 +105,11 @@ def tool_markup(fmt: ToolFormat) -> tuple[str, ...]:
     A finisher that may not answer with a call (execute mode) still sees the workers' calls and results
     in the shared history, and small models copy them into the answer.
     """
-    return tag_openings((fmt.call_prefix, fmt.call_suffix, fmt.inline_prefix, fmt.inline_suffix))
+    tags = tag_openings((fmt.call_prefix, fmt.call_suffix, fmt.inline_prefix, fmt.inline_suffix))
+    # The stem of a tag (``<tool`` of ``<tool_call``) and bare JSON calls: the 0.5B writes
+    # ``<tool_calculate>`` and ``{"name": ...}`` once ``<tool_call`` is banned.
+    stems = tuple(t.split("_")[0] for t in tags if t.startswith("<") and "_" in t)
+    return tuple(dict.fromkeys((*tags, *stems, '{"name"')))
 
 
 def plan(run: RunState) -> Plan | Wait | None:
