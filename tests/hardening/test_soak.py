@@ -245,4 +245,4 @@ def test_soak_200_mixed_requests(qwen_tokenizer) -> None:
         f"{store.free_pages}/{store.num_pages}; hogwild threads {before} -> {after}"
     )
     engine.close()
-    assert _settle(baseline) == baseline, "closing the engine ends its threads"
+    assert _settle(baseline) <= baseline, "closing the engine ends its threads"
