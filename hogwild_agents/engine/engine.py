@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -93,6 +93,48 @@ class RunStream:
     def close(self) -> None:
         """Stop listening: cancels the run if it is still going and waits until its pages are free."""
         self._events.close()
+
+    async def aiter(self, on_closed: Callable[[], None] | None = None) -> AsyncIterator[Event]:
+        """The events in the caller's event loop, read on a thread so the loop is never blocked.
+
+        Leaving the ``async for`` early (or cancelling the task) cancels the run at the next engine step,
+        even while one of its tools is running. ``on_closed`` is called on that thread once the run's
+        pages are free.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+        gone = threading.Event()
+
+        def send(item: Event | BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the consumer's event loop is closed: nobody listens any more
+                gone.set()
+                self.cancel()
+
+        def produce() -> None:
+            try:
+                for event in self:
+                    send(event)
+                    if gone.is_set():
+                        break
+            except BaseException as e:  # forwarded to the consumer, re-raised there
+                send(e)
+            finally:
+                self.close()  # a consumer that left: the run is cancelled and its pages are free now
+                if on_closed is not None:
+                    on_closed()
+                send(None)
+
+        threading.Thread(target=produce, name="hogwild-run", daemon=True).start()
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            gone.set()
+            self.cancel()
 
 
 class HogwildEngine:
@@ -371,40 +413,8 @@ class HogwildEngine:
         Leaving the ``async for`` early (or cancelling the task) cancels the run at the next engine step,
         even while one of its tools is running: its pages are freed at once, not when the tool returns.
         """
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
-        stream = self.stream(messages, tools=tools, **overrides)
-        gone = threading.Event()
-
-        def send(item: Event | BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, item)
-            except RuntimeError:  # the consumer's event loop is closed: nobody listens any more
-                gone.set()
-                stream.cancel()
-
-        def produce() -> None:
-            try:
-                for event in stream:
-                    send(event)
-                    if gone.is_set():
-                        break
-            except BaseException as e:  # forwarded to the consumer, re-raised there
-                send(e)
-            finally:
-                stream.close()  # a consumer that left: the run is cancelled and its pages are free now
-                send(None)
-
-        thread = threading.Thread(target=produce, name="hogwild-run", daemon=True)
-        thread.start()
-        try:
-            while (item := await events.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            gone.set()
-            stream.cancel()
+        async for event in self.stream(messages, tools=tools, **overrides).aiter():
+            yield event
 
     async def arun(
         self, messages: Messages, *, tools: Sequence[Any] | None = None, **overrides: Any

@@ -8,11 +8,9 @@ is cancelled and its pages are freed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from ..api.events import Event
 from ..engine.engine import HogwildEngine, RunStream
@@ -92,37 +90,6 @@ class EngineHolder:
 
     async def events(self, stream: RunStream) -> AsyncIterator[Event]:
         """The run's events in the event loop; leaving early cancels the run (pages freed on its thread)."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        gone = threading.Event()
-
-        def send(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody listens any more
-                gone.set()
-                stream.cancel()
-
-        def produce() -> None:
-            try:
-                for event in stream:
-                    send(event)
-                    if gone.is_set():
-                        break
-            except BaseException as e:  # re-raised in the consumer
-                send(e)
-            finally:
-                stream.close()  # cancels the run if it still goes and waits until its pages are free
-                self._count(-1)
-                send(None)
-
         self._count(+1)
-        threading.Thread(target=produce, name="hogwild-server-run", daemon=True).start()
-        try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            gone.set()
-            stream.cancel()
+        async for event in stream.aiter(on_closed=lambda: self._count(-1)):
+            yield event
