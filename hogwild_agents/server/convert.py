@@ -46,9 +46,7 @@ from ..api.events import (
     ToolCallFinishedEvent,
     ToolCallStartedEvent,
 )
-from ..api.messages import normalize_messages
 from ..api.results import RunResult, Usage
-from ..text.router import needs_team
 from .schemas import ChatCompletionRequest, ToolChoiceFunction
 
 __all__ = ["ChunkWriter", "EngineRequest", "completion", "engine_request", "finish_reason", "usage"]
@@ -115,9 +113,8 @@ def engine_request(body: ChatCompletionRequest, model: str) -> EngineRequest:
         if schema is not None:
             overrides["response_format"] = schema
     messages = [m.to_engine() for m in body.messages]
-    if limit is not None and _plain(messages, bool(tools), overrides):
-        # Without the team the answer is the first worker's own text, one token per forward: the
-        # client's token limit bounds the forwards (the finisher's limit would bound nothing).
+    if limit is not None and tools and overrides.get("collaboration") is False:
+        # Plain generation with tools: the engine bounds the worker (calls and all) by forwards only.
         overrides["max_forwards"] = min(overrides["max_forwards"], limit)
     return EngineRequest(
         messages=messages,
@@ -129,24 +126,18 @@ def engine_request(body: ChatCompletionRequest, model: str) -> EngineRequest:
     )
 
 
-def _plain(messages: list[dict[str, Any]], tools: bool, overrides: dict[str, Any]) -> bool:
-    """Whether the run will be plain generation (no team, no finisher), as the engine will decide it."""
-    collaboration = overrides.get("collaboration")
-    if collaboration == "auto":
-        return not overrides.get("roles") and not needs_team(normalize_messages(messages), tools)
-    return collaboration is False and overrides.get("finisher") is not True
-
-
 def usage(u: Usage) -> CompletionUsage:
     """The engine's accounting as OpenAI usage: the workers' tokens are reasoning tokens of the completion."""
-    completion_tokens = u.generated_tokens + u.answer_tokens
     return CompletionUsage(
-        prompt_tokens=u.prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=u.prompt_tokens + completion_tokens,
+        prompt_tokens=u.input_tokens,
+        completion_tokens=u.output_tokens,
+        total_tokens=u.total_tokens,
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=u.generated_tokens),
         prompt_tokens_details=PromptTokensDetails(cached_tokens=u.reused_prompt_tokens),
     )
+
+
+_PLAIN_LENGTH = ("max_answer_tokens", "max_forwards", "max_new_tokens")  # a plain answer cut by a budget
 
 
 def finish_reason(result: RunResult, max_answer_tokens: int) -> str:
@@ -155,7 +146,11 @@ def finish_reason(result: RunResult, max_answer_tokens: int) -> str:
         return "tool_calls"
     if result.collaboration and result.usage.answer_tokens >= max_answer_tokens:
         return "length"
-    if not result.collaboration and result.stop_reason in ("max_forwards", "max_new_tokens"):
+    if not result.collaboration and result.stop_reason in (
+        "max_answer_tokens",
+        "max_forwards",
+        "max_new_tokens",
+    ):
         return "length"
     return "stop"
 
