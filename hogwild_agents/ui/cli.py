@@ -34,7 +34,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..api.config import HogwildConfig, Layout
-from ..api.events import FinishedEvent
+from ..api.events import FinishedEvent, RunStartedEvent
 from ..tools.builtins import BUILTIN_TOOL_NAMES
 from .live import format_log_line, render_live
 from .progress import RunProgress
@@ -230,13 +230,12 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out = err = Console(file=io.StringIO())
         live = False
     overrides = _overrides(args)
-    from ..api.messages import normalize_messages
-    from ..text.router import needs_team
-
-    cfg = engine.config.with_overrides(**overrides)
-    cfg = cfg.resolved(bool(cfg.roles) or needs_team(normalize_messages(args.task), bool(tools)))
-    progress = RunProgress.for_workers(cfg.names, cfg.max_forwards)
     events = engine.stream(args.task, tools=tools or None, **overrides)
+    # The first event says who works on the run (the engine decides collaboration="auto").
+    started = next(events)
+    assert isinstance(started, RunStartedEvent), "a run's stream opens with RunStartedEvent"
+    max_forwards = engine.config.with_overrides(**overrides).max_forwards
+    progress = RunProgress.for_workers(list(started.workers), max_forwards)
     if args.interactive:
         _read_messages(events, err)
     try:
