@@ -2,7 +2,7 @@
 # One GPU session for the decode path: install the carried wheels (CI's transformers), kernel and
 # graph-decode tests on CUDA, kernel before/after variants, then the end-to-end decode benchmark.
 # Usage: bench/gpu_e2e_job.sh OUTDIR STAGES [e2e args...]
-#   STAGES: any of tests,variants,kernel,e2e,overhead,concurrent,prefill,real. `real` needs the packaged
+#   STAGES: any of tests,variants,kernel,tune,profile,e2e,overhead,concurrent,prefill,real. `real` needs the packaged
 #   GGUF carried in .gpu/gguf.partNN pieces (see bench/RESULTS.md). The tokenizer (no weights) travels in
 #   .gpu/cache/models/qwen2.5-coder-0.5b-instruct (HOGWILD_CACHE_DIR): tests and whole-engine benches use it.
 set -uo pipefail
@@ -40,6 +40,19 @@ if [[ $stages == *kernel* ]]; then
     echo "kernel exit $?"
     tail -20 "$out/kernel.log"
 fi
+if [[ $stages == *tune* ]]; then
+    timeout ${TUNE_TIMEOUT:-200} $py bench/kernel.py --tune --tune-shapes ${TUNE_SHAPES:-qwen2.5-7b:32768:8,qwen2.5-14b:32768:8,qwen2.5-7b:32768:1} \
+        --models qwen2.5-7b --lengths 4096 --workers 1 --skip-baselines --reps 10 --no-append \
+        --save-config "$out/tuned.json" >"$out/tune.log" 2>&1
+    echo "tune exit $?"
+    grep -E "best after|tune:   " "$out/tune.log" | tail -12
+fi
+if [[ $stages == *profile* ]]; then
+    timeout ${PROFILE_TIMEOUT:-150} $py bench/decode_profile.py ${PROFILE_ARGS:---skip gemv --workers 1,8 --fused-ops liger} \
+        --md "$out/profile.md" >"$out/profile.log" 2>&1
+    echo "profile exit $?"
+    grep -v -i warn "$out/profile.md" | head -120
+fi
 if [[ $stages == *e2e* ]]; then
     timeout ${E2E_TIMEOUT:-300} $py bench/e2e.py --jsonl "$out/e2e.jsonl" --md "$out/e2e.md" "$@" >"$out/e2e.log" 2>&1
     echo "e2e exit $?"
@@ -55,9 +68,10 @@ if [[ $stages == *overhead* ]]; then
 fi
 if [[ $stages == *prefill* ]]; then
     timeout ${PREFILL_TIMEOUT:-240} $py bench/prefill.py --tokenizer "$TOK" --model qwen2.5-7b \
-        --lengths 1024,4096,16384,32768 --md "$out/prefill.md" >"$out/prefill.log" 2>&1
+        --lengths 1024,4096,16384,32768 ${PREFILL_ARGS:-} --md "$out/prefill.md" >"$out/prefill.log" 2>&1
     echo "prefill exit $?"
     grep -E "Error|error" "$out/prefill.log" | head -5
+    grep -A 22 "### prefill profile" "$out/prefill.log" | head -100
     cat "$out/prefill.md" 2>/dev/null
 fi
 if [[ $stages == *real* ]]; then

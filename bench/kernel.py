@@ -341,6 +341,7 @@ def tune(args) -> LaunchConfig:
         hq, hkv = MODELS[model]
         setups.append(make_setup(hq, hkv, length, workers, args.page_size, args.step_len, args.min_cycle_mib))
     knobs = {
+        "max_block_m": [None, 32, 16],
         "num_stages": [None, 3, 4],
         "num_warps": [None, 4, 8],
         "waves": [2.0, 1.0, 4.0],

@@ -228,9 +228,10 @@ class HogwildConfig(BaseModel):
     )
     fused_ops: Literal["auto", "none", "liger"] = Field(
         "auto",
-        description="Fused RMSNorm/RoPE/SwiGLU kernels from Liger-Kernel in the decode step: 'auto' uses "
-        "them on CUDA when installed (the [fast] extra) and the family is supported; 'none' keeps the "
-        "plain modules; 'liger' insists.",
+        description="Fused ops in every forward: Liger-Kernel's RMSNorm, RoPE and gate-up SwiGLU kernels, "
+        "with each layer's q|k|v and gate|up weight products merged into one (no extra memory). 'auto' "
+        "uses them on CUDA when installed (the [fast] extra) and the family is supported; 'none' keeps "
+        "the plain modules; 'liger' insists.",
     )
     max_parallel_tools: int = Field(
         8, ge=1, le=256, description="Tool calls that may run at the same time (sync tools' thread pool)."

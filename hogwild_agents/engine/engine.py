@@ -56,10 +56,13 @@ class RunStream:
     and the engine is ready for the next request.
     """
 
-    def __init__(self, events: Iterator[Event], cancel: Any, inject: Any = None) -> None:
+    def __init__(
+        self, events: Iterator[Event], cancel: Any, inject: Any = None, wait_freed: Any = None
+    ) -> None:
         self._events = events
         self._cancel = cancel
         self._inject = inject
+        self._wait_freed = wait_freed
 
     def __iter__(self) -> RunStream:
         return self
@@ -91,8 +94,13 @@ class RunStream:
         self._inject(role, text)
 
     def close(self) -> None:
-        """Stop listening: cancels the run if it is still going and waits until its pages are free."""
+        """Stop listening: cancels the run if it is still going and waits until its pages are free.
+
+        Also for a stream that was never iterated: its run is cancelled, not left to go on unread.
+        """
         self._events.close()
+        if self._wait_freed is not None:
+            self._wait_freed()
 
     async def aiter(self, on_closed: Callable[[], None] | None = None) -> AsyncIterator[Event]:
         """The events in the caller's event loop, read on a thread so the loop is never blocked.
@@ -376,14 +384,21 @@ class HogwildEngine:
             events,
             lambda: self.scheduler.cancel(handle, wait_freed=False),
             lambda role, text: self.scheduler.inject(handle, role, text),
+            lambda: self.scheduler.cancel(handle, wait_freed=True),
         )
 
     def _relay(self, run: RunState, handle: RunHandle) -> Iterator[Event]:
         yield _started(run)
-        for event in self.scheduler.events(handle):
-            if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
-                self._keep(run)
-            yield event
+        events = self.scheduler.events(handle)
+        try:
+            for event in events:
+                if isinstance(event, FinishedEvent) and run.phase is Phase.SUSPENDED:
+                    self._keep(run)
+                yield event
+        finally:
+            # Close the scheduler's stream now (it cancels the run and waits until its pages are free),
+            # not whenever the garbage collector reaches it: a closed RunStream has freed its pages.
+            events.close()
 
     def _relay_serial(self, run: RunState) -> Iterator[Event]:
         yield _started(run)

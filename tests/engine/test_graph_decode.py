@@ -196,8 +196,9 @@ def test_engine_on_cuda_with_graphs_gives_the_recorded_greedy_run(qwen_tokenizer
 
 
 def test_liger_fused_ops_match_the_plain_modules():
-    """fused_ops='liger' (RMSNorm, RoPE, SwiGLU from Liger-Kernel, in the graphs) stays within bf16 rounding
-    of the plain modules, step after step, and leaves CPU models of the family alone."""
+    """fused_ops='liger' (Liger's RMSNorm, RoPE and gate-up SwiGLU, merged q|k|v and gate|up products, in
+    the graphs) stays within bf16 rounding of the plain modules, step after step, and leaves CPU models of
+    the family alone."""
     import copy
     import importlib.util
 
@@ -208,6 +209,10 @@ def test_liger_fused_ops_match_the_plain_modules():
     plain = ModelRunner(model, page_size=4, max_cache_tokens=2048, fused_ops="none")
     fused = ModelRunner(fused_model, page_size=4, max_cache_tokens=2048, fused_ops="liger")
     assert (plain.fused_ops, fused.fused_ops) == ("none", "liger")
+    from hogwild_agents.runner.merged import MERGED_KEY
+
+    layer = fused_model.model.layers[0]
+    assert getattr(layer.self_attn, MERGED_KEY) is not None and getattr(layer.mlp, MERGED_KEY) is not None
     a, b = Driver(fused, 3, seed=1), Driver(plain, 3, seed=1)
     a.run()
     b.run()

@@ -74,3 +74,12 @@ def test_cancelling_mid_overlap_frees_everything(qwen_tokenizer) -> None:
     scratch = 1 if on.runner.graphs is not None else 0  # the graphs' scratch page never returns
     assert store.free_pages + scratch == store.num_pages, left
     assert on.run(QUESTION, max_forwards=5).usage.worker_forwards == 5
+
+
+def test_closing_a_stream_that_was_never_read_cancels_its_run(qwen_tokenizer) -> None:
+    on, _ = engines(qwen_tokenizer, workers=2, max_forwards=400)
+    stream = on.stream(QUESTION)
+    stream.close()  # returns once the run is cancelled and its pages are free
+    store = on.runner.store
+    scratch = 1 if on.runner.graphs is not None else 0
+    assert not store.blocks and store.free_pages + scratch == store.num_pages
