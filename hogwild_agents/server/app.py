@@ -28,7 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from ..api.errors import InvalidRequestError
 from ..api.events import FinishedEvent
 from ..api.results import RunResult
-from ..engine.engine import HogwildEngine, RunStream
+from ..engine.engine import HogwildEngine
+from ..engine.stream import RunStream
 from .convert import ChunkWriter, EngineRequest, completion, engine_request
 from .errors import ServerError, install_error_handlers, log
 from .runs import EngineHolder, LoadingError

@@ -13,7 +13,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 
 from ..api.events import Event
-from ..engine.engine import HogwildEngine, RunStream
+from ..engine.engine import HogwildEngine
+from ..engine.stream import RunStream
 
 __all__ = ["EngineHolder", "LoadingError"]
 
