@@ -34,18 +34,18 @@ def chat(server):
     )
 
 
+SAME_REQUEST = {  # what the `chat` and `llm` fixtures send for QUESTION, as an OpenAI request body
+    "messages": [{"role": "user", "content": QUESTION}],
+    "max_tokens": 8,
+    "temperature": 1.0,
+    "seed": 11,
+    "hogwild": HOGWILD,
+}
+
+
 def test_langchain_invoke_equals_the_engine(chat, engine) -> None:
     message = chat.invoke(QUESTION)
-    expected = solo(
-        engine,
-        {
-            "messages": [{"role": "user", "content": QUESTION}],
-            "max_tokens": 8,
-            "temperature": 1.0,
-            "seed": 11,
-            "hogwild": HOGWILD,
-        },
-    )
+    expected = solo(engine, SAME_REQUEST)
     assert message.content == expected.answer and expected.answer.strip()
     assert message.response_metadata["model_name"] == TINY
     assert (
@@ -56,16 +56,7 @@ def test_langchain_invoke_equals_the_engine(chat, engine) -> None:
 
 def test_langchain_stream(chat, engine) -> None:
     chunks = list(chat.stream(QUESTION))
-    expected = solo(
-        engine,
-        {
-            "messages": [{"role": "user", "content": QUESTION}],
-            "max_tokens": 8,
-            "temperature": 1.0,
-            "seed": 11,
-            "hogwild": HOGWILD,
-        },
-    )
+    expected = solo(engine, SAME_REQUEST)
     assert len(chunks) > 2
     assert "".join(str(c.content) for c in chunks) == expected.answer.lstrip()
 
@@ -98,16 +89,7 @@ def llm(server):
 def test_llama_index_chat_and_stream(llm, engine) -> None:
     from llama_index.core.llms import ChatMessage
 
-    expected = solo(
-        engine,
-        {
-            "messages": [{"role": "user", "content": QUESTION}],
-            "max_tokens": 8,
-            "temperature": 1.0,
-            "seed": 11,
-            "hogwild": HOGWILD,
-        },
-    )
+    expected = solo(engine, SAME_REQUEST)
     reply = llm.chat([ChatMessage(role="user", content=QUESTION)])
     assert reply.message.content == expected.answer and expected.answer.strip()
     deltas = [r.delta for r in llm.stream_chat([ChatMessage(role="user", content=QUESTION)])]

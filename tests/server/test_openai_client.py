@@ -127,9 +127,9 @@ def test_streaming_with_usage_matches_the_complete_reply(client, engine) -> None
     assert last.usage.completion_tokens == expected.usage.generated_tokens + expected.usage.answer_tokens
 
 
-def test_tool_round_trip_with_tool_choice_required(client) -> None:
-    messages = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
-    first = client.chat.completions.create(
+def weather_turn(client, messages: list):
+    """One request of the weather round trip; both turns send the same options, so the run is kept."""
+    return client.chat.completions.create(
         model=TINY,
         messages=messages,
         tools=[WEATHER],
@@ -137,6 +137,11 @@ def test_tool_round_trip_with_tool_choice_required(client) -> None:
         max_tokens=24,
         extra_body={"hogwild": {"max_forwards": 24, "early_exit": False}},
     )
+
+
+def test_tool_round_trip_with_tool_choice_required(client) -> None:
+    messages = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
+    first = weather_turn(client, messages)
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls", choice
     call = choice.message.tool_calls[0]
@@ -148,14 +153,7 @@ def test_tool_round_trip_with_tool_choice_required(client) -> None:
         {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"},
     ]
     # The same options as the first request: the engine continues the run it kept (pages and all).
-    second = client.chat.completions.create(
-        model=TINY,
-        messages=messages,
-        tools=[WEATHER],
-        tool_choice="required",
-        max_tokens=24,
-        extra_body={"hogwild": {"max_forwards": 24, "early_exit": False}},
-    )
+    second = weather_turn(client, messages)
     assert second.choices[0].finish_reason in ("stop", "length", "tool_calls")
     reused = second.usage.prompt_tokens_details.cached_tokens
     assert reused > 0, "the follow-up should continue the kept run, not re-encode the conversation"
