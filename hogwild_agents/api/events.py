@@ -82,12 +82,16 @@ class RunStartedEvent:
 
     ``collaboration`` is decided here when the request asked for ``"auto"``. ``answer_worker`` names the
     worker whose own text is the answer (plain generation, no finisher); ``None`` when a finisher writes
-    it, as :class:`AnswerEvent`\ s.
+    it, as :class:`AnswerEvent`\ s. ``call_openers``: in plain generation whose tool calls are returned
+    to the caller, the texts that open a call in the answer worker's tokens; a front end streaming that
+    text as the answer shows it only up to the first of them (``hogwild_agents.text.stops.text_before``),
+    since the call comes back as a call. (A finisher's :class:`AnswerEvent`\ s never hold call markup.)
     """
 
     workers: tuple[str, ...]
     collaboration: bool
     answer_worker: str | None
+    call_openers: tuple[str, ...] = ()
     worker: str = "engine"
 
 

@@ -351,6 +351,7 @@ def _started(run: RunState) -> RunStartedEvent:
         workers=tuple(cfg.names),
         collaboration=bool(cfg.collaboration),
         answer_worker=None if cfg.use_finisher else cfg.names[0],
+        call_openers=run.tools.plain_call_openers(),
     )
 
 

@@ -17,7 +17,7 @@ from ..cache.plan import WriteGroup
 from ..runner.sampling import writer_stream
 from ..text.detokenize import TextStream
 from ..text.markup import MarkupGuard
-from ..text.stops import StopMatcher
+from ..text.stops import StopMatcher, text_before
 from .generate import stop_all
 from .inject import write_injections
 from .kept import suspend
@@ -129,18 +129,7 @@ def _visible(finisher: FinisherState, final: bool) -> str:
         text = text[: len(text) - finisher.stops.held]
     if final or not finisher.call_openers:
         return text
-    return _before_call(text, finisher.call_openers)
-
-
-def _before_call(text: str, openers: tuple[str, ...]) -> str:
-    """``text`` up to the first call opener, minus a trailing part that may begin one."""
-    starts = [i for i in (text.find(o) for o in openers) if i >= 0]
-    if starts:
-        return text[: min(starts)]
-    for size in range(min(max(map(len, openers)) - 1, len(text)), 0, -1):
-        if any(o.startswith(text[-size:]) for o in openers):
-            return text[:-size]
-    return text
+    return text_before(text, finisher.call_openers)
 
 
 def _stream(run: RunState, finisher: FinisherState, final: bool) -> str:

@@ -319,6 +319,17 @@ class ToolSession:
             return ()
         return tuple(o for o in (self.fmt.call_prefix.strip(), "```", '{"name"') if o)
 
+    def plain_call_openers(self) -> tuple[str, ...]:
+        """In plain generation whose calls go back to the caller: what opens one in the worker's text.
+
+        The worker's calls are found by the format's opening (its grammar starts there), so that alone.
+        Empty with a finisher, in execute mode, or without tools.
+        """
+        if self.cfg.use_finisher or self.cfg.tool_mode != "return" or not self._active or self.fmt is None:
+            return ()
+        prefix = self.fmt.call_prefix.strip()
+        return (prefix,) if prefix else ()
+
     def calls_in_answer(self, text: str) -> list[ToolCall]:
         """Calls the finisher wrote (return mode), parsed leniently; malformed ones are dropped."""
         if not self.may_finish_with_calls:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-__all__ = ["StopMatcher"]
+__all__ = ["StopMatcher", "text_before"]
 
 
 class StopMatcher:
@@ -93,3 +93,21 @@ class StopMatcher:
         self._state = state
         self._length += len(piece)
         return self.cut is not None
+
+
+def text_before(text: str, markers: Sequence[str]) -> str:
+    """``text`` up to the first of ``markers``, minus a trailing part that may still begin one.
+
+    What a stream may show of a growing text that must not show anything from a marker on (a tool
+    call's opening in an answer). Linear in the text: for the short answers and few markers it serves.
+    """
+    markers = [m for m in markers if m]
+    if not markers:
+        return text
+    starts = [i for i in (text.find(m) for m in markers) if i >= 0]
+    if starts:
+        return text[: min(starts)]
+    for size in range(min(max(map(len, markers)) - 1, len(text)), 0, -1):
+        if any(m.startswith(text[-size:]) for m in markers):
+            return text[:-size]
+    return text

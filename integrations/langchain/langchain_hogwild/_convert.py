@@ -411,10 +411,12 @@ class _StreamConverter:
     the content. The last chunk carries tool calls, usage and metadata.
 
     In plain generation (the run's first event, ``RunStartedEvent``, names an ``answer_worker``) that
-    worker's tokens are the answer: they stream as content.
+    worker's tokens are the answer: they stream as content, up to the opening of a tool call the caller
+    gets back (the event's ``call_openers``); the last chunk adds whatever of the final answer is left.
 
-    The engine never streams a stop string or tool-call markup in the answer deltas, so the answer
-    streams live with tools bound too; returned calls arrive whole as ``tool_call_chunks`` in the last chunk.
+    The engine never streams a stop string or tool-call markup in the finisher's answer deltas, so the
+    answer streams live with tools bound too; returned calls arrive whole as ``tool_call_chunks`` in the
+    last chunk.
     """
 
     def __init__(self, *, model_name: str, max_answer_tokens: int) -> None:
@@ -423,6 +425,9 @@ class _StreamConverter:
         self._unfinished: dict[str, str] = {}
         self._answer_started = False
         self._answer_worker: str | None = None
+        self._call_openers: tuple[str, ...] = ()
+        self._plain_text = ""  # the answer worker's text so far (plain generation)
+        self._plain_shown = 0  # how much of it was streamed
 
     def convert(self, event: Any) -> AIMessageChunk | None:
         """Return the chunk for one event, or None when the event has nothing for the caller."""
@@ -434,12 +439,17 @@ class _StreamConverter:
             TokenEvent,
             WorkerStoppedEvent,
         )
+        from hogwild_agents.text.stops import text_before
 
         if isinstance(event, RunStartedEvent):
             self._answer_worker = event.answer_worker
+            self._call_openers = event.call_openers
             return None
         if isinstance(event, TokenEvent) and event.worker == self._answer_worker:
-            return self._answer(event.text, strip=False)  # exactly the final answer's text
+            self._plain_text += event.text
+            visible = text_before(self._plain_text, self._call_openers)
+            delta, self._plain_shown = visible[self._plain_shown :], max(self._plain_shown, len(visible))
+            return self._answer(delta, strip=False)  # exactly the final answer's text
         if isinstance(event, WorkerStoppedEvent) and event.worker == self._answer_worker:
             return None
         if isinstance(event, TokenEvent):
@@ -453,9 +463,13 @@ class _StreamConverter:
         if isinstance(event, AnswerEvent):
             return self._answer(event.text)
         if isinstance(event, FinishedEvent):
-            return _convert_final_chunk(
+            last = _convert_final_chunk(
                 event.result, model_name=self._model_name, max_answer_tokens=self._max_answer_tokens
             )
+            shown, answer = self._plain_text[: self._plain_shown], event.result.answer
+            if self._answer_worker is not None and answer.startswith(shown):
+                last.content = answer[len(shown) :]  # held back as a possible call opening, but not one
+            return last
         return None  # tool call start/finish: reported in the final chunk's response_metadata["tool_events"]
 
     def _answer(self, text: str, strip: bool = True) -> AIMessageChunk | None:

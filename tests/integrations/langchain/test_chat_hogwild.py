@@ -354,3 +354,18 @@ def test_structured_output_cut_by_the_budget_is_a_parser_error_not_none(tiny_eng
         out = llm.with_structured_output(_Report, method=method, include_raw=True).invoke(task)
         assert out["parsed"] is None and isinstance(out["parsing_error"], OutputParserException)
         assert out["raw"].response_metadata["answer_truncated"] is True
+
+
+@needs_engine_tools
+def test_plain_generation_streams_no_call_markup(tiny_engine):
+    """Without collaboration the worker's tokens are the answer: a call it writes comes back as a call,
+    and the streamed content equals invoke's (no ``<tool_call>`` markup)."""
+    plain = ChatHogwild(engine=tiny_engine, max_forwards=300, max_tokens=300, collaboration=False)
+    bound = plain.bind_tools([add], tool_choice="add")
+    message = bound.invoke("Add 2 and 3.")
+    chunks = list(bound.stream("Add 2 and 3."))
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    assert [c["name"] for c in message.tool_calls] == [c["name"] for c in merged.tool_calls] == ["add"]
+    assert "<tool_call>" not in merged.content and merged.content == message.content

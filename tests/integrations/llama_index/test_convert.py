@@ -25,6 +25,7 @@ from hogwild_agents import (
     AnswerEvent,
     FinishedEvent,
     RunResult,
+    RunStartedEvent,
     TokenEvent,
     ToolCallFinishedEvent,
     ToolCallRecord,
@@ -251,9 +252,12 @@ def test_chat_stream_cumulative_thinking_and_answer():
 
 
 def test_chat_stream_holds_back_tool_call_markup():
-    stream = ChatStream(call_prefix="<tool_call>\n")
+    """Plain generation: the answer worker's tokens stream up to the call opening the engine names."""
+    stream = ChatStream()
+    started = RunStartedEvent(("Alice",), False, "Alice", call_openers=("<tool_call>",))
+    assert stream.feed(started) is None
     pieces = ["Sure", ". <tool", "_call>", '\n{"name": "add", "arguments": {"a": 1}}', "\n</tool_call>"]
-    responses = [r for p in pieces if (r := stream.feed(AnswerEvent(p, 0))) is not None]
+    responses = [r for p in pieces if (r := stream.feed(TokenEvent("Alice", p, (1,), 0))) is not None]
     assert "".join(r.delta for r in responses) == "Sure. "
     assert all("<tool" not in r.message.content for r in responses)
     final = stream.feed(

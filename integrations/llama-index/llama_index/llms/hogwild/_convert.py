@@ -402,20 +402,19 @@ class ChatStream:
 
     Each response carries the whole message so far plus ``delta`` (new answer text). A worker's new text
     arrives as ``additional_kwargs["thinking_delta"]`` (with ``"worker"``); tool calls the engine reports as
-    ``additional_kwargs["tool_event"]``. Answer text from the start of a tool-call marker on is held back
-    (the call arrives as a ``ToolCallBlock`` instead). The last response is built from the final result,
-    so it carries complete ``ToolCallBlock``s and ``raw["usage"]``.
+    ``additional_kwargs["tool_event"]``. In plain generation the answer worker's text is the answer, shown
+    only up to the opening of a tool call the caller gets back (``RunStartedEvent.call_openers``; the call
+    arrives as a ``ToolCallBlock`` instead); a finisher's answer events never hold call markup. The last
+    response is built from the final result, so it carries complete ``ToolCallBlock``s and ``raw["usage"]``.
 
     Args:
-        answer_worker: As in :func:`convert_result`.
-        call_prefix: The text that opens a tool call in the model's format (e.g. ``"<tool_call>"``); answer
-            text is not streamed past it. ``None`` when the request has no tools.
+        answer_worker: As in :func:`convert_result` (the run's ``RunStartedEvent`` sets it too).
 
     """
 
-    def __init__(self, answer_worker: str | None = None, call_prefix: str | None = None) -> None:
+    def __init__(self, answer_worker: str | None = None) -> None:
         self.answer_worker = answer_worker
-        self.call_prefix = (call_prefix or "").strip() or None
+        self.call_openers: tuple[str, ...] = ()
         self.thinking: dict[str, str] = {}
         self.raw_answer = ""
         self.answer = ""  # the part of raw_answer shown so far
@@ -426,17 +425,10 @@ class ChatStream:
         return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
 
     def _visible(self) -> str:
-        """Return the raw answer up to a tool-call marker, minus a trailing part that may begin one."""
-        text, marker = self.raw_answer, self.call_prefix
-        if marker is None:
-            return text
-        cut = text.find(marker)
-        if cut >= 0:
-            return text[:cut]
-        for size in range(min(len(marker) - 1, len(text)), 0, -1):
-            if text.endswith(marker[:size]):
-                return text[:-size]
-        return text
+        """The raw answer up to a call's opening, minus a trailing part that may begin one."""
+        from hogwild_agents.text.stops import text_before
+
+        return text_before(self.raw_answer, self.call_openers)
 
     def _answer_delta(self, text: str) -> ChatResponse | None:
         self.raw_answer += text
@@ -450,6 +442,7 @@ class ChatStream:
         """Take one engine event; return the response to yield for it, or ``None`` if it shows nothing."""
         if isinstance(event, RunStartedEvent):
             self.answer_worker = event.answer_worker  # decided by the engine ("auto" collaboration)
+            self.call_openers = event.call_openers
             return None
         if isinstance(event, TokenEvent):
             if not event.text:

@@ -83,11 +83,10 @@ class _Request:
     tools: list[Any]
     overrides: dict[str, Any]
     answer_worker: str | None
-    call_prefix: str | None
 
     def stream(self) -> ChatStream:
         """Make a fresh converter of this request's engine events into streamed responses."""
-        return ChatStream(self.answer_worker, self.call_prefix)
+        return ChatStream(self.answer_worker)
 
 
 class Hogwild(FunctionCallingLLM):
@@ -425,8 +424,7 @@ class Hogwild(FunctionCallingLLM):
         except ValueError as e:
             raise ValueError(f"invalid option for this call: {e}") from e
         answer_worker = None if config.use_finisher else config.names[0]  # "auto": the run's first event says
-        call_prefix = engine.tool_format.call_prefix if converted and config.tool_choice != "none" else None
-        return _Request(convert_messages(messages), converted, overrides, answer_worker, call_prefix)
+        return _Request(convert_messages(messages), converted, overrides, answer_worker)
 
     # ----------------------------------------------------------------------------------------------- chat
     @llm_chat_callback()
