@@ -126,7 +126,10 @@ def _merged_mlp_class(cls: type) -> type:
             product: MergedProduct = getattr(self, MERGED_KEY)
             return self.down_proj(self._hogwild_silu_mul(product.product(x)))
 
-        _MLP_CLASSES[cls] = type(f"Merged{cls.__name__}", (cls,), {"forward": forward})
+        name = f"Merged{cls.__name__}"
+        merged = type(name, (cls,), {"forward": forward, "__module__": __name__, "__qualname__": name})
+        globals()[name] = merged  # importable by name, so a pickled model (torch.save) loads again
+        _MLP_CLASSES[cls] = merged
     return _MLP_CLASSES[cls]
 
 

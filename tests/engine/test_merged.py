@@ -79,3 +79,12 @@ def test_the_merged_buffer_follows_moved_and_copied_weights():
     fresh = {k: v.clone() for k, v in plain.state_dict().items()}
     model.load_state_dict(fresh, assign=True)  # new tensors altogether
     assert torch.allclose(model(ids).logits, plain(ids).logits, atol=1e-9)
+
+
+def test_a_merged_model_pickles_and_loads_whole(tmp_path):
+    model = tiny_model("llama")
+    merge_projections(model)
+    ids = torch.arange(1, 9)[None]
+    torch.save(model, tmp_path / "model.pt")
+    again = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert torch.allclose(again(ids).logits, model(ids).logits, atol=1e-6)
