@@ -45,6 +45,7 @@ NO_FRAMEWORKS = "never imports LangChain"
         ("hogwild_agents.server.convert", "from langchain_hogwild import ChatHogwild", NO_FRAMEWORKS),
         ("hogwild_agents.engine.stream", "import llama_index.core", NO_FRAMEWORKS),
         ("hogwild_agents.api.events", "from hogwild_agents.engine import engine", "Layers of hogwild_agents"),
+        ("hogwild_agents.engine.stream", "from hogwild_agents.engine import engine", "No import cycles"),
         ("hogwild_kernels.launch", "import transformers", "hogwild_kernels imports nothing"),
     ],
 )

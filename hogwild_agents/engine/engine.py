@@ -280,14 +280,13 @@ class HogwildEngine:
         with self._lock:
             run = self._prepare(messages, tools, overrides)
         if self.parallel.enabled:  # every rank must issue the same forwards in the same order
-            return RunStream(self._relay_serial(run), lambda: None)
+            return RunStream(self._relay_serial(run), lambda wait: None)
         handle = self.scheduler.submit(run)
         events = self._relay(run, handle)
         return RunStream(
             events,
-            lambda: self.scheduler.cancel(handle, wait_freed=False),
+            lambda wait: self.scheduler.cancel(handle, wait_freed=wait),
             lambda role, text: self.scheduler.inject(handle, role, text),
-            lambda: self.scheduler.cancel(handle, wait_freed=True),
         )
 
     def _relay(self, run: RunState, handle: RunHandle) -> Iterator[Event]:

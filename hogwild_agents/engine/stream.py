@@ -24,14 +24,13 @@ class RunStream:
     def __init__(
         self,
         events: Iterator[Event],
-        cancel: Callable[[], None],
+        cancel: Callable[[bool], None],
         inject: Callable[[str, str], None] | None = None,
-        wait_freed: Callable[[], None] | None = None,
     ) -> None:
+        """``cancel(wait)`` stops the run at its next step; with ``wait``, returns once its pages are free."""
         self._events = events
         self._cancel = cancel
         self._inject = inject
-        self._wait_freed = wait_freed
 
     def __iter__(self) -> RunStream:
         return self
@@ -41,7 +40,7 @@ class RunStream:
 
     def cancel(self) -> None:
         """Stop the run at the next engine step and free its pages (returns at once; safe from any thread)."""
-        self._cancel()
+        self._cancel(False)
 
     def inject(self, text: str, role: str = "user") -> None:
         """Add a message to the run's shared workspace (safe from any thread).
@@ -68,8 +67,7 @@ class RunStream:
         Also for a stream that was never iterated: its run is cancelled, not left to go on unread.
         """
         self._events.close()
-        if self._wait_freed is not None:
-            self._wait_freed()
+        self._cancel(True)
 
     async def aiter(self, on_closed: Callable[[], None] | None = None) -> AsyncIterator[Event]:
         """The events in the caller's event loop, read on a thread so the loop is never blocked.

@@ -79,7 +79,7 @@ class MergedProduct:
 
     def product(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T + b`` of every part at once, ``[..., sum of out_features]``."""
-        if self._pointers() != self._views or self.weight.data_ptr() != self._views[0]:
+        if self._pointers() != self._views:
             self._rebuild()  # the parameters were moved, copied or replaced since the merge
         return F.linear(x, self.weight, self.bias)
 

@@ -146,11 +146,7 @@ def finish_reason(result: RunResult, max_answer_tokens: int) -> str:
         return "tool_calls"
     if result.collaboration and result.usage.answer_tokens >= max_answer_tokens:
         return "length"
-    if not result.collaboration and result.stop_reason in (
-        "max_answer_tokens",
-        "max_forwards",
-        "max_new_tokens",
-    ):
+    if not result.collaboration and result.stop_reason in _PLAIN_LENGTH:
         return "length"
     return "stop"
 
