@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import statistics
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ from hogwild_agents.runner.runner import ModelRunner  # noqa: E402
 
 CATEGORIES = (  # first match wins; cuBLAS names its Hopper GEMV/GEMM kernels nvjet_*, sm90_xmma_*, gemv*
     ("matmul", ("gemm", "gemv", "nvjet", "xmma", "cutlass", "cublas", "splitk")),
+    ("inductor reduction", ("triton_red_", "triton_per_")),  # fused_ops="compile": one-row products, norms
+    ("inductor pointwise", ("triton_poi_",)),
     ("attention", ("shifted", "attn", "merge_partial", "hogwild")),
     ("norm", ("rms", "norm")),
     ("rope", ("rope", "rotary")),
@@ -69,10 +72,34 @@ def profile(model, name: str, length: int, workers: int, steps: int, fused: str,
         per_cat, per_kernel = kernels_of(cell.step_logits, steps)
         how = "eager (the profiler saw no kernels inside the graph)"
     total = sum(per_cat.values())
+    wall, gpu, back_to_back = step_times(cell, runner)
     log(f"\n### profile {name} L={length} W={workers} fused={runner.fused_ops}, {how}: {total / 1e3:.3f} ms "
-        f"of kernels per step ({cell.view_length()} view tokens)\n")  # fmt: skip
+        f"of kernels per step ({cell.view_length()} view tokens); step wall {wall:.3f} ms, one replay "
+        f"{gpu:.3f} ms GPU, back-to-back replays {back_to_back:.3f} ms each\n")  # fmt: skip
     report(per_cat, per_kernel, log)
     del runner, cell
+
+
+def step_times(cell, runner, reps: int = 30) -> tuple[float, float, float]:
+    """Median wall ms of a whole decode step, GPU ms of one replay, and ms per replay when 20 run back to
+    back (no host work between them: what the graph costs when the host never makes the GPU wait)."""
+    wall = statistics.median(e2e.time_steps(cell.step_greedy, reps))
+    g = max(1, 1 << (len(cell.names) - 1).bit_length())
+    graph = next(st for k, st in runner.graphs._steps.items() if k[0] == k[1] == g).graph  # the decode bucket
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    one = []
+    for _ in range(reps):
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        one.append(start.elapsed_time(end))
+    start.record()
+    for _ in range(20):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    return wall, statistics.median(one), start.elapsed_time(end) / 20
 
 
 def report(per_cat: dict[str, float], per_kernel: dict[str, list[float]], log, top: int = 25) -> None:
@@ -240,9 +267,13 @@ def main() -> None:
     if "sdpa" not in args.skip:
         sdpa_gqa(model, [1024, 4096, 16384, 32768], log)
     if "profile" not in args.skip:
-        for fused in args.fused_ops:  # "none" first: Liger patches the modules in place, for good
+        for i, fused in enumerate(args.fused_ops):  # each variant patches its model for good: copies
+            variant = model if i == len(args.fused_ops) - 1 else copy.deepcopy(model)
             for w in args.workers:
-                profile(model, args.model, args.length, w, args.steps, fused, log)
+                profile(variant, args.model, args.length, w, args.steps, fused, log)
+            del variant
+            torch._dynamo.reset()
+            torch.cuda.empty_cache()
     if args.md:
         Path(args.md).write_text("\n".join(lines) + "\n")
 

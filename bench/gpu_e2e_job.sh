@@ -26,7 +26,7 @@ if [[ $stages == *tests* ]]; then
     timeout ${TESTS_TIMEOUT:-200} $py -m pytest ${TESTS:-tests/kernels tests/engine/test_graph_decode.py \
         tests/engine/test_greedy_fixture.py} -q -rs -s -p no:cacheprovider >"$out/pytest.log" 2>&1
     echo "pytest exit $?"
-    grep -E "relative error|graph vs eager|liger vs|passed|failed|FAILED|Error" "$out/pytest.log" | head -30
+    grep -E "relative error|graph vs eager|liger vs|compiled vs|passed|failed|FAILED|Error" "$out/pytest.log" | head -30
 fi
 if [[ $stages == *variants* ]]; then
     timeout 150 $py bench/kernel_variants.py --reps 20 --out "$out/variants.md" >"$out/variants.log" 2>&1

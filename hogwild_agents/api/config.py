@@ -226,12 +226,13 @@ class HogwildConfig(BaseModel):
         "QwQ-32B shape (bench/RESULTS.md), but measured only at the runner level, and the benchmark's "
         "process exit hung once.",
     )
-    fused_ops: Literal["auto", "none", "liger"] = Field(
+    fused_ops: Literal["auto", "none", "liger", "compile"] = Field(
         "auto",
         description="Fused ops in every forward: Liger-Kernel's RMSNorm, RoPE and gate-up SwiGLU kernels, "
         "with each layer's q|k|v and gate|up weight products merged into one (no extra memory). 'auto' "
         "uses them on CUDA when installed (the [fast] extra) and the family is supported; 'none' keeps "
-        "the plain modules; 'liger' insists.",
+        "the plain modules; 'liger' insists; 'compile' merges the products and compiles every CUDA-graph "
+        "decode step with torch.compile instead (tens of seconds per new step shape).",
     )
     max_parallel_tools: int = Field(
         8, ge=1, le=256, description="Tool calls that may run at the same time (sync tools' thread pool)."

@@ -20,7 +20,14 @@ from transformers import AttentionInterface
 from ..cache.plan import ForwardPlan
 from ..cache.store import PagedKVStore
 
-__all__ = ["ATTENTION_NAME", "ForwardContext", "HogwildCacheAdapter", "forward_context"]
+__all__ = [
+    "ATTENTION_NAME",
+    "CACHE_ADAPTER",
+    "ForwardContext",
+    "HogwildCacheAdapter",
+    "forward_context",
+    "paged_attention",
+]
 
 ATTENTION_NAME = "hogwild"
 _SDPA_ENABLE_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -59,6 +66,15 @@ def _current() -> ForwardContext:
     return ctx
 
 
+def _write_kv(ctx: ForwardContext, layer: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+    """Copy ``[1, Hkv, T, D]`` keys/values into the store's slots of this forward (``plan.slot_mapping``)."""
+    store, slots = ctx.store, ctx.plan.slot_mapping
+    flat_k = store.key_pages[layer].view(-1, *store.key_pages.shape[-2:])
+    flat_v = store.value_pages[layer].view(-1, *store.value_pages.shape[-2:])
+    flat_k.index_copy_(0, slots, key_states[0].transpose(0, 1).to(flat_k.dtype))
+    flat_v.index_copy_(0, slots, value_states[0].transpose(0, 1).to(flat_v.dtype))
+
+
 class HogwildCacheAdapter:
     """The object passed to the model as its KV cache: ``update`` writes new K/V into the shared pages.
 
@@ -71,19 +87,23 @@ class HogwildCacheAdapter:
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write ``[1, Hkv, T, D]`` new keys/values to their slots; return them unchanged."""
-        ctx = _current()
-        store = ctx.store
-        slots = ctx.plan.slot_mapping
-        flat_k = store.key_pages[layer_idx].view(-1, *store.key_pages.shape[-2:])
-        flat_v = store.value_pages[layer_idx].view(-1, *store.value_pages.shape[-2:])
-        flat_k.index_copy_(0, slots, key_states[0].transpose(0, 1).to(flat_k.dtype))
-        flat_v.index_copy_(0, slots, value_states[0].transpose(0, 1).to(flat_v.dtype))
+        """Write ``[1, Hkv, T, D]`` new keys/values to their slots; return them unchanged.
+
+        Under ``torch.compile`` nothing is written here: the opaque attention op writes them (the write
+        reads the per-forward plan, which the compiler must not trace).
+        """
+        if not torch.compiler.is_compiling():
+            _write_kv(_current(), layer_idx, key_states, value_states)
         return key_states, value_states
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Unused by the engine (positions are always passed); present for API completeness."""
         return 0
+
+
+CACHE_ADAPTER = HogwildCacheAdapter()
+"""The one adapter every runner passes: it holds no state (the plan is in the forward context), and a
+compiled model's guards on it then hold for every runner of that model."""
 
 
 def _shifted(q: torch.Tensor, ctx: ForwardContext, layer: int, scale: float, meta: object) -> torch.Tensor:
@@ -98,26 +118,15 @@ def _shifted(q: torch.Tensor, ctx: ForwardContext, layer: int, scale: float, met
     )
 
 
-def _hogwild_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
-    """Transformers attention function: ``query [1, Hq, T, D]`` → output ``[1, T, Hq, D]``."""
-    ctx = _current()
-    layer = module.layer_idx
+def _attend(
+    ctx: ForwardContext, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Attention of ``query [1, Hq, T, D]`` under the forward's plan (K/V stored): ``[1, T, Hq, D]``."""
     q = query[0].transpose(0, 1)  # [T, Hq, D]
-    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
     plan = ctx.plan
     if not plan.dense_spans:
         assert plan.meta is not None
-        out = _shifted(q, ctx, layer, scale, plan.meta)
-        return out.unsqueeze(0), None
+        return _shifted(q, ctx, layer, scale, plan.meta).unsqueeze(0)
     out = torch.empty_like(q)
     group = query.shape[1] // key.shape[1]
     for start, n in plan.dense_spans:
@@ -138,7 +147,44 @@ def _hogwild_attention(
     if plan.meta is not None:
         assert plan.kernel_tokens is not None
         out[plan.kernel_tokens] = _shifted(q[plan.kernel_tokens], ctx, layer, scale, plan.meta)
-    return out.unsqueeze(0), None
+    return out.unsqueeze(0)
+
+
+@torch.library.custom_op("hogwild::paged_attention", mutates_args=())
+def paged_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layer: int, scale: float
+) -> torch.Tensor:
+    """The write of this layer's new K/V and its attention, as one op ``torch.compile`` does not trace.
+
+    The plan (slots, pages, shifts) lives in a context variable, not in the op's arguments, so a compiled
+    model stays valid for every step of its shape; the op's only side effect, the K/V write, is read by
+    this layer's attention alone (inside the op), so no ordering outside it depends on it.
+    """
+    ctx = _current()
+    _write_kv(ctx, layer, key, value)
+    return _attend(ctx, layer, query, key, value, scale)
+
+
+@paged_attention.register_fake
+def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, layer: int, scale: float) -> torch.Tensor:
+    return query.new_empty(1, query.shape[2], query.shape[1], query.shape[3])
+
+
+def _hogwild_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Transformers attention function: ``query [1, Hq, T, D]`` → output ``[1, T, Hq, D]``."""
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if torch.compiler.is_compiling():  # the cache's update left the write to the op
+        return paged_attention(query, key, value, module.layer_idx, float(scale)), None
+    return _attend(_current(), module.layer_idx, query, key, value, scale), None
 
 
 AttentionInterface.register(ATTENTION_NAME, _hogwild_attention)

@@ -12,6 +12,12 @@ keep the plain code. Our attention stays ours.
 family is one of :data:`LIGER_FAMILIES`; ``"none"`` keeps the plain modules (the reference the tests
 compare against); ``"liger"`` insists and says why when it cannot. RMSNorm is computed in float32, as in
 the originals.
+
+``fused_ops="compile"`` is the other candidate: the same merged products with the plain modules, and every
+captured decode step compiled by ``torch.compile`` (Inductor fuses the norms, RoPE, SiLU·mul and residual
+adds into the weight products around them, and with coordinate-descent tuning writes its own one-row
+products) while our attention stays one opaque op (``hogwild::paged_attention``). Eager forwards (prompts,
+long chunks) run the plain modules. Each new decode shape compiles once (tens of seconds for a 7B model).
 """
 
 from __future__ import annotations
@@ -23,11 +29,11 @@ from typing import Any, Literal
 import torch
 
 from ..api.errors import UnsupportedModelError
-from .merged import MERGED_KEY, merge_projections
+from .merged import MERGED_KEY, merge_projections, torch_silu_mul
 
 __all__ = ["LIGER_FAMILIES", "FusedOps", "apply_fused_ops"]
 
-FusedOps = Literal["auto", "none", "liger"]
+FusedOps = Literal["auto", "none", "liger", "compile"]
 LIGER_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 """Dense families whose RMSNorm, SwiGLU MLP and rotate-half RoPE Liger's kernels reproduce."""
 
@@ -46,13 +52,23 @@ def _why_not(model: torch.nn.Module, device: torch.device, backend: str) -> str 
 
 
 def apply_fused_ops(model: torch.nn.Module, choice: FusedOps, device: torch.device, backend: str) -> str:
-    """Apply the chosen fused ops to ``model``; return what was applied (``"liger"`` or ``"none"``).
+    """Apply the chosen fused ops to ``model``; return what applies (``"liger"``, ``"compile"``/``"none"``).
+
+    ``"compile"`` only merges the products here; the runner's CUDA-graph decoder compiles the step.
 
     Raises:
-        UnsupportedModelError: ``choice="liger"`` where Liger's kernels cannot be used (the message says why).
+        UnsupportedModelError: "liger" or "compile" chosen where it cannot apply (the message says why).
     """
     if choice == "none":
         return "none"
+    if choice == "compile":
+        if device.type != "cuda" or backend != "triton":
+            raise UnsupportedModelError(
+                "fused_ops='compile' compiles the CUDA-graph decode step, which needs a CUDA device with the "
+                "Triton backend; use fused_ops='none' or 'auto'"
+            )
+        merge_projections(model, silu_mul=torch_silu_mul)
+        return "compile"
     why = _why_not(model, device, backend)
     if why is not None:
         if choice == "liger":
@@ -89,7 +105,9 @@ def _route_rope_to_liger(module_name: str) -> None:
     def apply_rotary_pos_emb(
         q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *args: Any, **kwargs: Any
     ):  # noqa: E501
-        if q.is_cuda and not args and not kwargs:
+        # Not while torch.compile traces (fused_ops="compile" on another model of the family): Inductor
+        # fuses the plain rotation, and Liger's op would break the graph at every layer.
+        if q.is_cuda and not args and not kwargs and not torch.compiler.is_compiling():
             return liger_rotary_pos_emb(q, k, cos, sin)
         return original(q, k, cos, sin, *args, **kwargs)
 

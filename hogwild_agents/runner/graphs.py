@@ -32,13 +32,14 @@ from hogwild_kernels.metadata import shift_table
 
 from ..cache.plan import ForwardPlan, HostPlan, WriteGroup, build_host_plan
 from ..cache.store import PagedKVStore
-from .attention import ForwardContext, HogwildCacheAdapter, forward_context
+from .attention import CACHE_ADAPTER, ForwardContext, forward_context
 from .sampling import SampleRequest, apply_row_masks, bitmask_words, fill_row_masks, sample_rows
 
 __all__ = ["GraphDecoder", "PendingStep", "PreparedStep"]
 
 MIN_ENTRIES = 16  # smallest entry bucket (a bucket per power of two above it)
 MAX_TOKENS = 64  # most tokens a captured step feeds: decode steps plus short chunks (headers, results)
+_RECOMPILE_LIMIT = 64  # more than the buckets of (groups, tokens) there can be
 
 
 def _bucket(n: int, floor: int = 1) -> int:
@@ -256,7 +257,13 @@ class GraphDecoder:
     """
 
     def __init__(
-        self, runner: object, *, max_groups: int = 16, shift_cos_sin: bool = False, scratch_page: int
+        self,
+        runner: object,
+        *,
+        max_groups: int = 16,
+        shift_cos_sin: bool = False,
+        scratch_page: int,
+        compile_step: bool = False,
     ) -> None:
         """Prepare graph capture for ``runner`` (a ModelRunner whose store keeps ``scratch_page`` aside).
 
@@ -266,6 +273,9 @@ class GraphDecoder:
             shift_cos_sin: build the per-step cos/sin table of the shifts once, in the graph, for the
                 kernel to read (instead of evaluating sin/cos per tile).
             scratch_page: a store page owned by no block, where padding groups write their K/V.
+            compile_step: run the model of each captured step through ``torch.compile`` (Inductor with
+                coordinate-descent tuning, our attention an opaque op); compiled at the bucket's warm-up,
+                before its capture.
 
         """
         self.runner = runner
@@ -283,7 +293,12 @@ class GraphDecoder:
         self.replays = 0
         self._steps: dict[tuple[int, int, int, bool], _CapturedStep] = {}
         self._pool = torch.cuda.graph_pool_handle()
-        self._cache = HogwildCacheAdapter()
+        self._cache = CACHE_ADAPTER
+        self._step_model: torch.nn.Module = self.model
+        if compile_step:
+            # Static shapes first (one-row products become Inductor's own tuned reductions); a second shape
+            # turns the changed sizes dynamic, so a few compiles serve every bucket.
+            self._step_model = torch.compile(self.model, options={"coordinate_descent_tuning": True})
 
     def accepts(self, groups: list[WriteGroup], all_logits: bool) -> bool:
         """Whether the graphs serve this forward: few groups, few tokens (decode steps, short chunks)."""
@@ -363,8 +378,11 @@ class GraphDecoder:
         if meta.shift_cos_sin is not None:
             shift_table(meta.entry_shift, self.inv_freq, out=meta.shift_cos_sin)
         ctx = ForwardContext(self.store, step.plan, self.inv_freq, "triton")
-        with forward_context(ctx):
-            out = self.model(
+        # A compiled model may compile again on a new bucket's shape (at its warm-up, never in a replay);
+        # past the limit Dynamo would silently run the plain model: raise instead.
+        limits = {"recompile_limit": _RECOMPILE_LIMIT, "fail_on_recompile_limit_hit": True}
+        with forward_context(ctx), torch._dynamo.config.patch(**limits):
+            out = self._step_model(
                 input_ids=step.plan.input_ids,
                 position_ids=step.plan.position_ids,
                 use_cache=True,

@@ -79,7 +79,9 @@ class MergedProduct:
 
     def product(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T + b`` of every part at once, ``[..., sum of out_features]``."""
-        if self._pointers() != self._views:
+        # The check reads data pointers, which torch.compile cannot trace; a compiled model guards on the
+        # merged buffer itself, and its step is compiled after an eager forward has made the check.
+        if not torch.compiler.is_compiling() and self._pointers() != self._views:
             self._rebuild()  # the parameters were moved, copied or replaced since the merge
         return F.linear(x, self.weight, self.bias)
 

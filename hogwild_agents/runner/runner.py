@@ -16,7 +16,7 @@ from hogwild_kernels.metadata import with_shift_table
 from ..api.errors import UnsupportedModelError
 from ..cache.plan import ForwardPlan, WriteGroup, plan_forward
 from ..cache.store import PagedKVStore, PagePoolExhausted
-from .attention import ATTENTION_NAME, ForwardContext, HogwildCacheAdapter, forward_context
+from .attention import ATTENTION_NAME, CACHE_ADAPTER, ForwardContext, forward_context
 from .distributed import SINGLE_PROCESS, ParallelContext
 from .fused import FusedOps, apply_fused_ops
 from .graphs import GraphDecoder
@@ -145,14 +145,20 @@ class ModelRunner:
         self.dtype = next(model.parameters()).dtype
         model.set_attn_implementation(ATTENTION_NAME)
         model.eval()
-        self.fused_ops = apply_fused_ops(
-            model, fused_ops, self.device, resolve_backend(attention_backend, self.device)
-        )
         use_graphs = (
             cuda_graphs
             and (tensor_parallel_graphs or not parallel.enabled)
             and self.device.type == "cuda"
             and resolve_backend(attention_backend, self.device) == "triton"
+        )
+        if fused_ops == "compile" and self.device.type == "cuda" and not use_graphs:
+            raise UnsupportedModelError(
+                "fused_ops='compile' compiles the CUDA-graph decode step, and this runner captures none "
+                "(cuda_graphs=False, or tensor parallelism without tensor_parallel_graphs); use "
+                "fused_ops='auto' or enable the graphs"
+            )
+        self.fused_ops = apply_fused_ops(
+            model, fused_ops, self.device, resolve_backend(attention_backend, self.device)
         )
         self.store = PagedKVStore(
             num_layers=self.geometry.num_layers,
@@ -165,7 +171,7 @@ class ModelRunner:
         )
         self.backend = attention_backend
         self._kernel_backend = resolve_backend(attention_backend, self.device)
-        self._cache = HogwildCacheAdapter()
+        self._cache = CACHE_ADAPTER
         # transformers renamed the cache argument (past_key_values -> cache); use what this version takes.
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
@@ -175,7 +181,12 @@ class ModelRunner:
         self.eager_seconds = 0.0
         self.graphs: GraphDecoder | None = None
         if use_graphs:
-            self.graphs = GraphDecoder(self, scratch_page=self.store.take_scratch_page(), shift_cos_sin=True)
+            self.graphs = GraphDecoder(
+                self,
+                scratch_page=self.store.take_scratch_page(),
+                shift_cos_sin=True,
+                compile_step=self.fused_ops == "compile",
+            )
 
     def reserve(self, groups: list[WriteGroup], forward: int) -> None:
         """Append every group's tokens to its block, filling ``slots`` and ``first_position``.
