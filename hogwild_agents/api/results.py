@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 __all__ = [
     "BlockRecord",
+    "FinishReason",
     "ForwardRecord",
     "GroupRecord",
     "RunResult",
@@ -36,6 +37,10 @@ StopReason = Literal[
     "tool_calls",
     "answer_ready",
 ]
+
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+"""Why the answer ended, in OpenAI's terms (what every front end reports)."""
 
 
 @dataclass(slots=True)
@@ -209,6 +214,13 @@ class RunResult(BaseModel):
     answer: str = Field(description="The final answer text (the finisher's, or the single worker's).")
     workers: list[WorkerResult] = Field(description="Each worker's text, in worker order.")
     stop_reason: StopReason = Field(description="Why generation ended before the finisher.")
+    finish_reason: FinishReason = Field(
+        "stop",
+        description="Why the answer ended, as OpenAI-style clients read it: 'tool_calls' when calls are "
+        "handed back, 'length' when a token budget cut it (the finisher's max_answer_tokens; in plain "
+        "generation max_answer_tokens, max_forwards or max_new_tokens), else 'stop'. The engine sets it; "
+        "the server, LangChain and LlamaIndex report it as it is.",
+    )
     answer_truncated: bool = Field(
         False,
         description="The answer was constrained (response_format, a forced or started tool call) and the "

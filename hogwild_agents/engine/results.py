@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from ..api.results import RunResult, StopReason, ToolCallRecord, WorkerResult
+from ..api.results import FinishReason, RunResult, StopReason, ToolCallRecord, WorkerResult
 from ..tools import ToolCall
 from .state import RunState
 
-__all__ = ["build_result"]
+__all__ = ["build_result", "finish_reason"]
+
+WORKER_ANSWER_CUT = frozenset({"max_answer_tokens", "max_forwards", "max_new_tokens"})
+"""Stop reasons that cut an answer a worker writes itself (no finisher) by a token budget."""
+
+
+def finish_reason(run: RunState, reason: StopReason, calls: list[ToolCall] | None) -> FinishReason:
+    """``tool_calls`` when calls are handed back, ``length`` when a budget cut the answer, else ``stop``.
+
+    The finisher's answer is cut when it used its whole ``max_answer_tokens``; a worker's own answer (plain
+    generation, or a team without a finisher) when a token budget ended the run.
+    """
+    if calls:
+        return "tool_calls"
+    if run.cfg.use_finisher:
+        return "length" if run.usage.answer_tokens >= run.cfg.max_answer_tokens else "stop"
+    return "length" if reason in WORKER_ANSWER_CUT else "stop"
 
 
 def build_result(
@@ -27,6 +43,7 @@ def build_result(
         answer=answer,
         workers=workers,
         stop_reason=reason,
+        finish_reason=finish_reason(run, reason, calls),
         answer_truncated=run.answer_truncated,
         collaboration=bool(run.cfg.collaboration),
         answer_worker=None if run.cfg.use_finisher else run.cfg.names[0],

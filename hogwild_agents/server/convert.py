@@ -49,7 +49,7 @@ from ..api.events import (
 from ..api.results import RunResult, Usage
 from .schemas import ChatCompletionRequest, ToolChoiceFunction
 
-__all__ = ["ChunkWriter", "EngineRequest", "completion", "engine_request", "finish_reason", "usage"]
+__all__ = ["ChunkWriter", "EngineRequest", "completion", "engine_request", "usage"]
 
 SERVER_DEFAULTS: dict[str, Any] = dict(HogwildConfig.CHAT_DEFAULTS)
 """What a request gets unless it says otherwise: the chat front ends' defaults (as ``hogwild run``)."""
@@ -137,20 +137,6 @@ def usage(u: Usage) -> CompletionUsage:
     )
 
 
-_PLAIN_LENGTH = ("max_answer_tokens", "max_forwards", "max_new_tokens")  # a plain answer cut by a budget
-
-
-def finish_reason(result: RunResult, max_answer_tokens: int) -> str:
-    """``tool_calls`` when calls are handed back, ``length`` when the answer hit its budget, else ``stop``."""
-    if result.tool_calls:
-        return "tool_calls"
-    if result.collaboration and result.usage.answer_tokens >= max_answer_tokens:
-        return "length"
-    if not result.collaboration and result.stop_reason in _PLAIN_LENGTH:
-        return "length"
-    return "stop"
-
-
 def _tool_calls(result: RunResult) -> list[ChatCompletionMessageFunctionToolCall]:
     return [
         ChatCompletionMessageFunctionToolCall(
@@ -187,7 +173,7 @@ def completion(req: EngineRequest, result: RunResult) -> ChatCompletion:
         tool_calls=calls or None,
         reasoning_content=reasoning_text(result) or None,
     )
-    reason = finish_reason(result, req.overrides["max_answer_tokens"])
+    reason = result.finish_reason
     return ChatCompletion(
         id=req.id,
         object="chat.completion",
@@ -271,7 +257,7 @@ class ChunkWriter:
             # The answer came without answer events (plain workers: the first one's text), or was held
             # back because it might have been a tool call: it is sent whole now.
             out.append(self._chunk(ChoiceDelta(content=result.answer.lstrip())))
-        reason = finish_reason(result, self.req.overrides["max_answer_tokens"])
+        reason = result.finish_reason
         out.append(
             self._chunk(ChoiceDelta(hogwild={"event": "finished", "stop_reason": result.stop_reason}), reason)
         )

@@ -111,6 +111,19 @@ def test_budgets_end_the_run(qwen_tokenizer) -> None:
     assert small.runner.store.free_pages == small.runner.store.num_pages
 
 
+def test_the_engine_names_the_finish_reason_as_openai_clients_read_it(qwen_tokenizer, monkeypatch) -> None:
+    """One rule, set by the engine (RunResult.finish_reason), that the server and both front ends report."""
+    engine = engine_for(qwen_tokenizer, workers=2, max_forwards=3)
+    r = engine.run(QUESTION, max_answer_tokens=4)  # random weights: the finisher writes to its budget
+    assert r.usage.answer_tokens == 4 and r.finish_reason == "length"
+    plain = engine_for(qwen_tokenizer, workers=1, collaboration=False)
+    r = plain.run(QUESTION, max_forwards=5)
+    assert r.stop_reason == "max_forwards" and r.finish_reason == "length"
+    ScriptedWriters(qwen_tokenizer, {"Alice": "alpha beta STOP gamma delta"}, EOS).install(monkeypatch)
+    r = plain.run(QUESTION, stop=["STOP"], max_forwards=50)
+    assert r.answer == "alpha beta " and r.finish_reason == "stop"
+
+
 def test_stop_strings_end_plain_generation(qwen_tokenizer, monkeypatch) -> None:
     ScriptedWriters(qwen_tokenizer, {"Alice": "alpha beta STOP gamma delta"}, EOS).install(monkeypatch)
     engine = engine_for(qwen_tokenizer, workers=1, collaboration=False)

@@ -350,18 +350,12 @@ def _reasoning_text(workers: Sequence[WorkerResult], answer_worker: str | None) 
     return "\n\n".join(w.text.strip() for w in workers if w.text.strip() and w.name != answer_worker)
 
 
-def _convert_generation_info(result: RunResult, *, model_name: str, max_answer_tokens: int) -> dict[str, Any]:
+def _convert_generation_info(result: RunResult, *, model_name: str) -> dict[str, Any]:
     """``response_metadata`` of a run: model, finish reason, the engine's stop reason, workers and usage."""
-    if result.tool_calls:
-        finish_reason = "tool_calls"
-    elif result.stop_reason == "max_answer_tokens" or result.usage.answer_tokens >= max_answer_tokens:
-        finish_reason = "length"
-    else:
-        finish_reason = "stop"
     return {
         "model_name": model_name,
         "model_provider": PROVIDER,
-        "finish_reason": finish_reason,
+        "finish_reason": result.finish_reason,
         "stop_reason": result.stop_reason,
         "collaboration": result.collaboration,
         "answer_truncated": result.answer_truncated,
@@ -371,7 +365,7 @@ def _convert_generation_info(result: RunResult, *, model_name: str, max_answer_t
     }
 
 
-def _convert_result_to_message(result: RunResult, *, model_name: str, max_answer_tokens: int) -> AIMessage:
+def _convert_result_to_message(result: RunResult, *, model_name: str) -> AIMessage:
     """Convert a finished run to the ``AIMessage`` of ``invoke``: answer, tool calls, reasoning, usage."""
     additional_kwargs: dict[str, Any] = {}
     reasoning = _reasoning_text(result.workers, result.answer_worker)
@@ -382,22 +376,18 @@ def _convert_result_to_message(result: RunResult, *, model_name: str, max_answer
         tool_calls=_convert_tool_calls(result.tool_calls),
         additional_kwargs=additional_kwargs,
         usage_metadata=_convert_usage(result.usage),
-        response_metadata=_convert_generation_info(
-            result, model_name=model_name, max_answer_tokens=max_answer_tokens
-        ),
+        response_metadata=_convert_generation_info(result, model_name=model_name),
     )
 
 
-def _convert_final_chunk(result: RunResult, *, model_name: str, max_answer_tokens: int) -> AIMessageChunk:
+def _convert_final_chunk(result: RunResult, *, model_name: str) -> AIMessageChunk:
     """Build the last chunk of a stream: tool calls, usage (the only chunk that has any) and metadata."""
     calls = _convert_tool_calls(result.tool_calls)
     return AIMessageChunk(
         content="",
         tool_call_chunks=_convert_tool_call_chunks(calls),
         usage_metadata=_convert_usage(result.usage),
-        response_metadata=_convert_generation_info(
-            result, model_name=model_name, max_answer_tokens=max_answer_tokens
-        ),
+        response_metadata=_convert_generation_info(result, model_name=model_name),
         chunk_position="last",
     )
 
@@ -419,9 +409,8 @@ class _StreamConverter:
     last chunk.
     """
 
-    def __init__(self, *, model_name: str, max_answer_tokens: int) -> None:
+    def __init__(self, *, model_name: str) -> None:
         self._model_name = model_name
-        self._max_answer_tokens = max_answer_tokens
         self._unfinished: dict[str, str] = {}
         self._answer_started = False
         self._answer_worker: str | None = None
@@ -463,9 +452,7 @@ class _StreamConverter:
         if isinstance(event, AnswerEvent):
             return self._answer(event.text)
         if isinstance(event, FinishedEvent):
-            last = _convert_final_chunk(
-                event.result, model_name=self._model_name, max_answer_tokens=self._max_answer_tokens
-            )
+            last = _convert_final_chunk(event.result, model_name=self._model_name)
             shown, answer = self._plain_text[: self._plain_shown], event.result.answer
             if self._answer_worker is not None and answer.startswith(shown):
                 last.content = answer[len(shown) :]  # held back as a possible call opening, but not one

@@ -350,10 +350,10 @@ class ChatHogwild(BaseChatModel):
             overrides["response_format"] = response_format
         return chat, tools or None, overrides
 
-    def _stream_converter(self, overrides: dict[str, Any]) -> _StreamConverter:
+    def _stream_converter(self) -> _StreamConverter:
         # The engine never streams tool-call markup nor stop strings in answer deltas, so the answer
         # streams live even with tools bound; the calls arrive whole in the last chunk.
-        return _StreamConverter(model_name=self._model_name, max_answer_tokens=overrides["max_answer_tokens"])
+        return _StreamConverter(model_name=self._model_name)
 
     # --------------------------------------------------------------------------------------------- runs
     def _generate(
@@ -365,9 +365,7 @@ class ChatHogwild(BaseChatModel):
     ) -> ChatResult:
         chat, tools, overrides = self._request(messages, stop, kwargs)
         result = self._get_engine().run(chat, tools=tools, **overrides)
-        message = _convert_result_to_message(
-            result, model_name=self._model_name, max_answer_tokens=overrides["max_answer_tokens"]
-        )
+        message = _convert_result_to_message(result, model_name=self._model_name)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -379,9 +377,7 @@ class ChatHogwild(BaseChatModel):
     ) -> ChatResult:
         chat, tools, overrides = self._request(messages, stop, kwargs)
         result = await self._get_engine().arun(chat, tools=tools, **overrides)
-        message = _convert_result_to_message(
-            result, model_name=self._model_name, max_answer_tokens=overrides["max_answer_tokens"]
-        )
+        message = _convert_result_to_message(result, model_name=self._model_name)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -392,7 +388,7 @@ class ChatHogwild(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         chat, tools, overrides = self._request(messages, stop, kwargs)
-        converter = self._stream_converter(overrides)
+        converter = self._stream_converter()
         for event in self._get_engine().stream(chat, tools=tools, **overrides):
             message = converter.convert(event)
             if message is None:
@@ -410,7 +406,7 @@ class ChatHogwild(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         chat, tools, overrides = self._request(messages, stop, kwargs)
-        converter = self._stream_converter(overrides)
+        converter = self._stream_converter()
         async for event in self._get_engine().astream(chat, tools=tools, **overrides):
             message = converter.convert(event)
             if message is None:

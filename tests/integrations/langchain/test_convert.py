@@ -235,7 +235,7 @@ def test_usage_counts_prompt_and_fed_tokens_as_input_and_all_sampled_tokens_as_o
 
 
 def test_result_becomes_ai_message_with_reasoning_workers_and_metadata():
-    message = _convert_result_to_message(_result(), model_name="m", max_answer_tokens=64)
+    message = _convert_result_to_message(_result(), model_name="m")
     assert message.content == "42"
     assert (
         message.additional_kwargs["reasoning_content"]
@@ -254,7 +254,7 @@ def test_tool_calls_get_ids_and_finish_reason():
         ToolCallRecord(id="call_10", name="add", arguments={"a": "日本"}),
     ]
     message = _convert_result_to_message(
-        _result(answer="", tool_calls=calls), model_name="m", max_answer_tokens=64
+        _result(answer="", tool_calls=calls, finish_reason="tool_calls"), model_name="m"
     )
     assert message.tool_calls[0] == {
         "name": "add",
@@ -281,7 +281,7 @@ def test_stream_converter_routes_workers_steps_answer_and_final_chunk():
         AnswerEvent("2", 5),
         FinishedEvent(_result(tool_calls=calls)),
     ]
-    converter = _StreamConverter(model_name="m", max_answer_tokens=64)
+    converter = _StreamConverter(model_name="m")
     chunks = [c for c in (converter.convert(e) for e in events) if c is not None]
     assert all(isinstance(c, AIMessageChunk) for c in chunks)
     assert [c.chunk_position for c in chunks].count("last") == 1 and chunks[-1].chunk_position == "last"

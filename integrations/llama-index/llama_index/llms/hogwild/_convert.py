@@ -367,7 +367,8 @@ def convert_result(result: RunResult, answer_worker: str | None = None) -> ChatR
     Returns:
         A response whose message blocks are one ``ThinkingBlock`` per thinking worker, the answer as a
         ``TextBlock``, and a ``ToolCallBlock`` per returned tool call; ``raw`` holds ``usage``,
-        ``stop_reason``, per-worker details and the executed ``tool_events``.
+        ``stop_reason``, ``finish_reason`` (OpenAI's terms), per-worker details and the executed
+        ``tool_events``.
 
     """
     blocks: list[Any] = [
@@ -382,6 +383,7 @@ def convert_result(result: RunResult, answer_worker: str | None = None) -> ChatR
     raw = {
         "usage": convert_usage(result.usage),
         "stop_reason": result.stop_reason,
+        "finish_reason": result.finish_reason,
         "answer_truncated": result.answer_truncated,
         "workers": [
             {
