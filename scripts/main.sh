@@ -16,4 +16,7 @@ ROLES='[{"name": "Alice", "instructions": "Compute the result with the calculato
  {"name": "Bob", "instructions": "Check the result Alice gets with the calculator, then state the final answer.",
   "tools": ["calculator"], "tool_choice": "required"}]'
 # 64 worker forwards keep the demo near a minute on 2 CPU cores; pass --max-forwards to give it more.
-exec .venv/bin/hogwild run "$TASK" --tool calculator --roles "$ROLES" --max-forwards 64 "$@"
+# Results land at the forward after each call (not when the tool happens to return), so the run and its
+# answer are the same every time (with wall-clock landing the 0.5B's answer changed between runs).
+exec .venv/bin/hogwild run "$TASK" --tool calculator --roles "$ROLES" --max-forwards 64 \
+  --tool-landing next_forward "$@"

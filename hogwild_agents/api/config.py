@@ -256,6 +256,14 @@ class HogwildConfig(BaseModel):
     tool_timeout_s: float = Field(30.0, gt=0, description="Seconds a tool call may take before it fails.")
     max_tool_calls: int = Field(16, ge=0, description="Tool calls allowed per run.")
     max_tool_result_tokens: int = Field(512, ge=16, description="Longer tool results are truncated.")
+    tool_landing: Literal["when_ready", "next_forward"] = Field(
+        "when_ready",
+        description="When a call's result is written. 'when_ready': at the first forward after the tool "
+        "returns, while the other workers keep writing (how much they write first depends on the tool's "
+        "speed, so a run with tools is not reproducible). 'next_forward': the run pauses until its calls "
+        "return and writes their results at the forward right after the call closed, so the same request "
+        "and seed give the same run however long the tools take (other runs are not paused).",
+    )
     response_format: dict | None = Field(
         None, description="JSON schema the answer must follow (enforced by constrained decoding)."
     )

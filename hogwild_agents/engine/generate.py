@@ -58,7 +58,13 @@ def collect_results(run: RunState) -> None:
 
 
 def plan_generate(run: RunState) -> Plan | Wait | None:
-    """The workers' next forward; a :class:`Wait` while all of them wait for tools; ``None`` if it ended."""
+    """The workers' next forward; a :class:`Wait` while all of them wait for tools; ``None`` if it ended.
+
+    With ``tool_landing="next_forward"`` the run waits for every call in flight, so results always land at
+    the forward after their call closed, whatever the tools' timing.
+    """
+    if run.cfg.tool_landing == "next_forward" and not run.tools.all_finished():
+        return Wait(every=True)
     collect_results(run)
     # A worker that closed a call writes its closing token together with the call's results, never
     # before them: whether a tool is fast or slow then never changes how many forwards a run takes

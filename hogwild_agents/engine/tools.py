@@ -281,6 +281,15 @@ class ToolSession:
         """Every call whose result has not been written yet, finished or not."""
         return [f for s in self._workers.values() for _, f in s.calling]
 
+    def all_finished(self) -> bool:
+        """Whether every call in flight has returned (or failed). Rank 0 decides for all ranks."""
+        futures = self.outstanding()  # the same calls on every rank (only rank 0's futures run)
+        if not futures:
+            return True
+        return self.parallel.broadcast_object(
+            all(f.done() for f in futures) if self.parallel.is_leader else None
+        )
+
     def cancel_outstanding(self) -> None:
         """Give up the calls in flight (the run is cancelled): their results will not be written."""
         for future in self.outstanding():

@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--probe-every", type=int, help="worker forwards between early-exit probes (default 8)")
     run.add_argument(
+        "--tool-landing",
+        choices=["when_ready", "next_forward"],
+        help="when_ready (default): a result is written once the tool returns, while the others write on; "
+        "next_forward: the run waits for its calls, so the same request gives the same run every time",
+    )
+    run.add_argument(
         "--interactive",
         action="store_true",
         help="read lines from stdin while the run goes: each joins the shared workspace for all workers",
@@ -208,6 +214,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed",
         "tool_choice",
         "probe_every",
+        "tool_landing",
     )
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     roles = _roles(args.roles)

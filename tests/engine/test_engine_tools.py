@@ -261,3 +261,48 @@ def test_answer_without_a_call_streams_whole(qwen_tokenizer, monkeypatch) -> Non
     events = list(engine.stream(ASK, tools=[Tool.from_function(add)], tool_mode="return"))
     streamed = "".join(e.text for e in events if type(e).__name__ == "AnswerEvent")
     assert streamed.strip() == events[-1].result.answer == "Two and three make five."
+
+
+def test_next_forward_landing_gives_the_same_run_however_long_the_tool_takes(qwen_tokenizer, monkeypatch):
+    """tool_landing='next_forward': the result lands at the forward after the call closed, and the run's
+    forwards, tokens and answer do not depend on the tool's speed (greedy, random weights)."""
+    delay = {"s": 0.0}
+
+    def slow(x: int) -> int:
+        """Echo after a delay.
+
+        Args:
+            x: echoed back.
+        """
+        time.sleep(delay["s"])
+        return x
+
+    engine = engine_for(qwen_tokenizer, workers=2, max_forwards=40, constrain_tool_calls=False)
+    call = '<tool_call>\n{"name": "slow", "arguments": {"x": 7}}\n</tool_call>'
+
+    def run(seconds: float) -> tuple[list, list, str, list]:
+        delay["s"] = seconds
+        monkeypatch.undo()  # a fresh script for each run
+        ScriptedWriters(qwen_tokenizer, {"Alice": call}, EOS).install(monkeypatch)
+        events = list(engine.stream(ASK, tools=[Tool.from_function(slow)], tool_landing="next_forward"))
+        result = events[-1].result
+        calls = [
+            (e.forward, type(e).__name__)
+            for e in events
+            if isinstance(e, (ToolCallStartedEvent, ToolCallFinishedEvent))
+        ]
+        fed = [[(g.writer, g.fed, g.sampled) for g in f.groups] for f in result.trace.forwards]
+        return (
+            calls,
+            fed,
+            result.answer,
+            [e.forward for e in events if isinstance(e, TokenEvent) and e.worker == "Bob"],
+        )
+
+    fast_calls, fast_fed, fast_answer, _ = run(0.0)
+    slow_calls, slow_fed, slow_answer, bob = run(0.8)
+    assert [kind for _, kind in slow_calls] == ["ToolCallStartedEvent", "ToolCallFinishedEvent"]
+    started, finished = slow_calls[0][0], slow_calls[1][0]
+    assert finished == started + 1  # the forward right after the call closed, though the tool took 0.8 s
+    assert (slow_calls, slow_fed, slow_answer) == (fast_calls, fast_fed, fast_answer)
+    assert not [f for f in bob if started < f < finished]  # the run paused: Bob wrote nothing meanwhile
