@@ -79,9 +79,12 @@ if [[ $stages == *real* ]]; then
         --out "$out" >"$out/real.log" 2>&1
     echo "real exit $?"
     grep -E "W=|Error|error" "$out/real.log" | head -20
-    # The main job on the GPU: two workers and the calculator on the real model.
-    HOGWILD_MODEL=/tmp/qwen05 timeout 240 $py -m hogwild_agents.ui.cli run \
-        "What is 12345 * 6789? Use the calculator." --workers 2 --tool calculator --json \
+    # The main job on the GPU: scripts/main.sh's task, roles and options on the real model (main.sh itself
+    # would run the set-up, which needs the network).
+    roles=$(sed -n "/^ROLES='/,/]'$/p" scripts/main.sh | sed "s/^ROLES='//; s/'$//")
+    task=$(sed -n 's/^TASK=${TASK:-"\(.*\)"}$/\1/p' scripts/main.sh)
+    HOGWILD_MODEL=/tmp/qwen05 timeout 240 $py -m hogwild_agents.ui.cli run "$task" --tool calculator \
+        --roles "$roles" --max-forwards 64 --tool-landing next_forward --json \
         >"$out/main_job.json" 2>"$out/main_job.log"
     echo "main job exit $?"
     $py -c "import json,sys; r=json.load(open(sys.argv[1])); print('answer:', r.get('answer')); print('tools:', r.get('tool_events'))" "$out/main_job.json" 2>&1 | head -5

@@ -40,9 +40,10 @@ class TestChatHogwildIntegration(ChatModelIntegrationTests):
         return False  # one engine holds one model's weights; a per-call `model` cannot switch them
 
     @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    @pytest.mark.xfail(
-        reason="model quality, not plumbing: with tool_choice='auto' Qwen2.5-Coder-0.5B answers the weather "
-        "question directly (made-up forecast) instead of calling get_weather; forced calls pass "
+    @pytest.mark.skip(
+        reason="model quality, not plumbing: with tool_choice='auto' Qwen2.5-Coder-0.5B sometimes answers "
+        "the weather question directly (made-up forecast) instead of calling get_weather, so the test could "
+        "only be a non-strict xfail, which cannot fail (it cost 133 s of CI); forced calls pass "
         "(test_tool_calling, test_tool_choice) and the tool-result round trip passes in test_agent.py"
     )
     def test_agent_loop(self, model: BaseChatModel) -> None:
