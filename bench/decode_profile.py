@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import statistics
 import sys
 from pathlib import Path
@@ -84,22 +83,15 @@ def step_times(cell, runner, reps: int = 30) -> tuple[float, float, float]:
     """Median wall ms of a whole decode step, GPU ms of one replay, and ms per replay when 20 run back to
     back (no host work between them: what the graph costs when the host never makes the GPU wait)."""
     wall = statistics.median(e2e.time_steps(cell.step_greedy, reps))
-    g = max(1, 1 << (len(cell.names) - 1).bit_length())
-    graph = next(st for k, st in runner.graphs._steps.items() if k[0] == k[1] == g).graph  # the decode bucket
+    graph = e2e.decode_step(runner, len(cell.names)).graph
+    one = e2e.replay_ms(graph, reps)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    one = []
-    for _ in range(reps):
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        one.append(start.elapsed_time(end))
     start.record()
     for _ in range(20):
         graph.replay()
     end.record()
     end.synchronize()
-    return wall, statistics.median(one), start.elapsed_time(end) / 20
+    return wall, one, start.elapsed_time(end) / 20
 
 
 def report(per_cat: dict[str, float], per_kernel: dict[str, list[float]], log, top: int = 25) -> None:
@@ -142,15 +134,9 @@ def _graph_time(fn, reps: int = 20) -> float:
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps + 3):
-        start.record()
+    for _ in range(3):  # warm-up replays
         graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times[3:])
+    return e2e.replay_ms(graph, reps)
 
 
 def gemv(model, workers: list[int], log) -> None:
@@ -267,13 +253,12 @@ def main() -> None:
     if "sdpa" not in args.skip:
         sdpa_gqa(model, [1024, 4096, 16384, 32768], log)
     if "profile" not in args.skip:
-        for i, fused in enumerate(args.fused_ops):  # each variant patches its model for good: copies
-            variant = model if i == len(args.fused_ops) - 1 else copy.deepcopy(model)
+
+        def profile_all(fused: str, variant) -> None:
             for w in args.workers:
                 profile(variant, args.model, args.length, w, args.steps, fused, log)
-            del variant
-            torch._dynamo.reset()
-            torch.cuda.empty_cache()
+
+        e2e.for_each_fused_variant(model, args.fused_ops, profile_all)
     if args.md:
         Path(args.md).write_text("\n".join(lines) + "\n")
 

@@ -172,23 +172,49 @@ def time_steps(fn, n: int) -> list[float]:
     return out
 
 
+def for_each_fused_variant(model, variants: list[str], run) -> None:
+    """``run(variant, model)`` for each ``fused_ops`` variant, each but the last on a copy of the model as
+    built: every variant patches or merges its model's modules in place, for good (the card holds two 14B
+    models). Compiled code and the copy are dropped after each."""
+    for i, fused in enumerate(variants):
+        copied = model if i == len(variants) - 1 else copy.deepcopy(model)
+        run(fused, copied)
+        del copied
+        torch._dynamo.reset()
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def replay_ms(graph: torch.cuda.CUDAGraph, reps: int = 20) -> float:
+    """Median GPU ms of one replay of ``graph`` (events around each, synchronised)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def decode_step(runner: ModelRunner, workers: int):
+    """The captured decode bucket of ``workers`` single-token groups."""
+    g = max(1, 1 << (workers - 1).bit_length())
+    return next(s for k, s in runner.graphs._steps.items() if k[0] == k[1] == g)
+
+
 def engine_rows(model, name, args, log) -> list[dict]:
     rows = []
-    # Every fused variant patches or merges the model's modules in place, for good: each variant but the
-    # last runs on a copy of the model as built (the card holds two 14B models).
-    for i, fused in enumerate(args.fused_ops):
-        last = i == len(args.fused_ops) - 1
-        variant = model if last else copy.deepcopy(model)
+
+    def run(fused: str, variant) -> None:
         try:
-            rows += _engine_rows(variant, name, args, log, fused)
+            rows.extend(_engine_rows(variant, name, args, log, fused))
         except Exception as exc:  # the other variants' rows still count
             log(dict(model=name, fused=fused, error=f"engine: {type(exc).__name__}: {exc}"[:300]))
             traceback.print_exc()
-        if fused == "compile":
-            torch._dynamo.reset()
-        del variant
-        gc.collect()
-        torch.cuda.empty_cache()
+
+    for_each_fused_variant(model, args.fused_ops, run)
     return rows
 
 
@@ -216,19 +242,7 @@ def _engine_rows(model, name, args, log, fused: str) -> list[dict]:
             ms = time_steps(cell.step_greedy, args.steps)
             via_runner = time_steps(cell.step_logits, max(10, args.steps // 2))
             # GPU time of the replay alone, and the host planning alone
-            step = next(
-                s
-                for k, s in runner.graphs._steps.items()
-                if k[0] == k[1] == max(1, 1 << (workers - 1).bit_length())
-            )
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            gpu = []
-            for _ in range(20):
-                start.record()
-                step.graph.replay()
-                end.record()
-                end.synchronize()
-                gpu.append(start.elapsed_time(end))
+            gpu_ms = replay_ms(decode_step(runner, workers).graph)
             groups = cell.last_groups  # reserved already: planning them again writes nothing
             plan_ms = []
             for _ in range(20):
@@ -252,7 +266,7 @@ def _engine_rows(model, name, args, log, fused: str) -> list[dict]:
                 ms=q,
                 tok_s=workers / q[1] * 1e3,
                 via_runner_ms=statistics.median(via_runner),
-                gpu_ms=statistics.median(gpu),
+                gpu_ms=gpu_ms,
                 plan_ms=statistics.median(plan_ms),
                 capture_s=capture,
                 store_gib=store_bytes / 2**30,

@@ -3,6 +3,9 @@
 No model surgery: we register an attention function under the name ``"hogwild"``, pass a cache object
 as the model's cache argument, and feed block-local ``position_ids`` so the model's own rotary embedding
 rotates q and k. The per-forward plan travels in a context variable, set by the runner around the call.
+Each layer's attention function writes the layer's new K/V into the shared pages, then attends; under
+``torch.compile`` both happen inside one opaque op (:func:`paged_attention`), so the compiler never traces
+the plan.
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ def _write_kv(ctx: ForwardContext, layer: int, key_states: torch.Tensor, value_s
 
 
 class HogwildCacheAdapter:
-    """The object passed to the model as its KV cache: ``update`` writes new K/V into the shared pages.
+    """The object passed to the model as its KV cache; ``update`` hands the new K/V to the attention as is.
 
-    It deliberately does not subclass ``transformers.Cache``: the model only calls ``update`` (we always
-    pass ``position_ids``), and mask creation is skipped for our attention implementation.
+    The attention function, called right after ``update`` with what it returns, writes them into the
+    shared pages (one write path, compiled or not). It deliberately does not subclass
+    ``transformers.Cache``: the model only calls ``update`` (we always pass ``position_ids``), and mask
+    creation is skipped for our attention implementation.
     """
 
     is_compileable = False
@@ -87,13 +92,7 @@ class HogwildCacheAdapter:
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write ``[1, Hkv, T, D]`` new keys/values to their slots; return them unchanged.
-
-        Under ``torch.compile`` nothing is written here: the opaque attention op writes them (the write
-        reads the per-forward plan, which the compiler must not trace).
-        """
-        if not torch.compiler.is_compiling():
-            _write_kv(_current(), layer_idx, key_states, value_states)
+        """Return the layer's new ``[1, Hkv, T, D]`` keys/values unchanged (the attention stores them)."""
         return key_states, value_states
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -182,9 +181,11 @@ def _hogwild_attention(
 ) -> tuple[torch.Tensor, None]:
     """Transformers attention function: ``query [1, Hq, T, D]`` → output ``[1, T, Hq, D]``."""
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    if torch.compiler.is_compiling():  # the cache's update left the write to the op
+    if torch.compiler.is_compiling():
         return paged_attention(query, key, value, module.layer_idx, float(scale)), None
-    return _attend(_current(), module.layer_idx, query, key, value, scale), None
+    ctx = _current()
+    _write_kv(ctx, module.layer_idx, key, value)
+    return _attend(ctx, module.layer_idx, query, key, value, scale), None
 
 
 AttentionInterface.register(ATTENTION_NAME, _hogwild_attention)

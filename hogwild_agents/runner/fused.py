@@ -52,21 +52,17 @@ def _why_not(model: torch.nn.Module, device: torch.device, backend: str) -> str 
 
 
 def apply_fused_ops(model: torch.nn.Module, choice: FusedOps, device: torch.device, backend: str) -> str:
-    """Apply the chosen fused ops to ``model``; return what applies (``"liger"``, ``"compile"``/``"none"``).
+    """Apply the chosen fused ops to ``model``; return what was applied: "liger", "compile" or "none".
 
-    ``"compile"`` only merges the products here; the runner's CUDA-graph decoder compiles the step.
+    ``"compile"`` only merges the products here; the runner, which checks that it captures CUDA-graph
+    decode steps, compiles them.
 
     Raises:
-        UnsupportedModelError: "liger" or "compile" chosen where it cannot apply (the message says why).
+        UnsupportedModelError: ``choice="liger"`` where Liger's kernels cannot be used (the message says why).
     """
     if choice == "none":
         return "none"
     if choice == "compile":
-        if device.type != "cuda" or backend != "triton":
-            raise UnsupportedModelError(
-                "fused_ops='compile' compiles the CUDA-graph decode step, which needs a CUDA device with the "
-                "Triton backend; use fused_ops='none' or 'auto'"
-            )
         merge_projections(model, silu_mul=torch_silu_mul)
         return "compile"
     why = _why_not(model, device, backend)

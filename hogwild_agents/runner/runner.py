@@ -151,11 +151,11 @@ class ModelRunner:
             and self.device.type == "cuda"
             and resolve_backend(attention_backend, self.device) == "triton"
         )
-        if fused_ops == "compile" and self.device.type == "cuda" and not use_graphs:
+        if fused_ops == "compile" and not use_graphs:
             raise UnsupportedModelError(
                 "fused_ops='compile' compiles the CUDA-graph decode step, and this runner captures none "
-                "(cuda_graphs=False, or tensor parallelism without tensor_parallel_graphs); use "
-                "fused_ops='auto' or enable the graphs"
+                "(that needs a CUDA device, the Triton backend, cuda_graphs=True and, under tensor "
+                "parallelism, tensor_parallel_graphs=True); use fused_ops='auto' or 'none'"
             )
         self.fused_ops = apply_fused_ops(
             model, fused_ops, self.device, resolve_backend(attention_backend, self.device)
