@@ -5,8 +5,9 @@ Without them a 7B model's decode step spends a sixth of its time in small un-fus
 small to reach the card's bandwidth (k and v). Liger-Kernel ships Triton kernels for RMSNorm, RoPE and a
 SwiGLU that reads one merged gate|up product; this module puts them into *this model instance* (its norm
 and MLP modules), merges the q|k|v and gate|up products (:mod:`.merged`), and routes the family's RoPE
-function to Liger's kernel for CUDA tensors only, so other models in the process, and every CPU model,
-keep the plain code. Our attention stays ours.
+function to Liger's kernel for CUDA tensors, only while *this model* runs a forward (transformers calls
+RoPE as a module-level function, so the switch is a hook on the model: other models of the family in the
+process, and every CPU model, keep the plain code). Our attention stays ours.
 
 ``fused_ops="auto"`` applies them on CUDA with the Triton backend when the package is installed and the
 family is one of :data:`LIGER_FAMILIES`; ``"none"`` keeps the plain modules (the reference the tests
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import threading
 from typing import Any, Literal
 
 import torch
@@ -86,26 +88,74 @@ def apply_fused_ops(model: torch.nn.Module, choice: FusedOps, device: torch.devi
             and all(hasattr(module, p) for p in ("gate_proj", "up_proj", "down_proj"))
         ):
             _patch_swiglu_module(module, LigerSwiGLUMLP)
-    _route_rope_to_liger(type(model).__module__)
+    _route_rope_to_liger(model)
     return "liger"
 
 
-def _route_rope_to_liger(module_name: str) -> None:
-    """Make the family's ``apply_rotary_pos_emb`` use Liger's kernel for CUDA tensors (idempotent)."""
-    modeling: Any = importlib.import_module(module_name)
+class _LigerRopeScope(threading.local):
+    """How many forwards of Liger-fused models this thread is inside (a forward may call another)."""
+
+    depth = 0
+
+
+_LIGER_ROPE_SCOPE = _LigerRopeScope()
+
+
+def _liger_rope_active() -> bool:
+    """Whether this thread is inside the forward of a model whose RoPE was routed to Liger."""
+    return _LIGER_ROPE_SCOPE.depth > 0
+
+
+def _enter_liger_rope(module: torch.nn.Module, args: Any) -> None:
+    _LIGER_ROPE_SCOPE.depth += 1
+
+
+def _leave_liger_rope(module: torch.nn.Module, args: Any, output: Any) -> None:
+    _LIGER_ROPE_SCOPE.depth -= 1
+
+
+def _route_rope_to_liger(model: torch.nn.Module) -> None:
+    """Route the family's ``apply_rotary_pos_emb`` to Liger's kernel inside ``model``'s forwards (idempotent).
+
+    The family's function is wrapped once per process; the wrapper takes Liger's kernel only on CUDA
+    tensors, and only while a model that opted in is running (its forward hooks count the depth, and the
+    leaving hook runs even when the forward raises). CUDA-graph capture runs the forward, so a captured
+    step holds Liger's kernel; a replay runs no Python.
+    """
+    if not getattr(model, "_hogwild_liger_rope", False):
+        model.register_forward_pre_hook(_enter_liger_rope)
+        model.register_forward_hook(_leave_liger_rope, always_call=True)
+        model._hogwild_liger_rope = True  # type: ignore[assignment]
+    modeling: Any = importlib.import_module(type(model).__module__)
     original = modeling.apply_rotary_pos_emb
     if getattr(original, "_hogwild_liger", False):
         return
     from liger_kernel.transformers.rope import liger_rotary_pos_emb
 
+    # With the `kernels` package (which transformers >= 5.25 requires) the family's RoPE is a module
+    # object that pickles by its name, and copies of it rebuild from whatever that name holds: keep the
+    # object and route its forward. Without it, it is a plain function: replace it.
+    plain = original.forward if isinstance(original, torch.nn.Module) else original
+
     def apply_rotary_pos_emb(
         q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *args: Any, **kwargs: Any
-    ):  # noqa: E501
-        # Not while torch.compile traces (fused_ops="compile" on another model of the family): Inductor
-        # fuses the plain rotation, and Liger's op would break the graph at every layer.
-        if q.is_cuda and not args and not kwargs and not torch.compiler.is_compiling():
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Never while torch.compile traces (fused_ops="compile" on another model of the family): Inductor
+        # fuses the plain rotation, and Liger's op would break the graph at every layer. That check comes
+        # first, so Dynamo never reads the thread-local scope.
+        if (
+            not torch.compiler.is_compiling()
+            and q.is_cuda
+            and not args
+            and not kwargs
+            and _liger_rope_active()
+        ):
             return liger_rotary_pos_emb(q, k, cos, sin)
-        return original(q, k, cos, sin, *args, **kwargs)
+        return plain(q, k, cos, sin, *args, **kwargs)
 
-    apply_rotary_pos_emb._hogwild_liger = True  # type: ignore[attr-defined]
-    modeling.apply_rotary_pos_emb = apply_rotary_pos_emb
+    if isinstance(original, torch.nn.Module):
+        original.forward = apply_rotary_pos_emb
+        original._hogwild_liger = True
+    else:
+        apply_rotary_pos_emb._hogwild_liger = True  # type: ignore[attr-defined]
+        modeling.apply_rotary_pos_emb = apply_rotary_pos_emb

@@ -22,8 +22,13 @@ eager. The paged store is allocated once and never moves, so its addresses are b
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -295,7 +300,13 @@ class GraphDecoder:
         self._pool = torch.cuda.graph_pool_handle()
         self._cache = CACHE_ADAPTER
         self._step_model: torch.nn.Module = self.model
+        self._compile_limits: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
         if compile_step:
+            # A compiled model may compile again on a new bucket's shape (at its warm-up, never in a replay);
+            # past the limit Dynamo would silently run the plain model: raise instead.
+            self._compile_limits = functools.partial(
+                torch._dynamo.config.patch, recompile_limit=_RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True
+            )
             # Static shapes first (one-row products become Inductor's own tuned reductions); a second shape
             # turns the changed sizes dynamic, so a few compiles serve every bucket.
             self._step_model = torch.compile(self.model, options={"coordinate_descent_tuning": True})
@@ -378,10 +389,7 @@ class GraphDecoder:
         if meta.shift_cos_sin is not None:
             shift_table(meta.entry_shift, self.inv_freq, out=meta.shift_cos_sin)
         ctx = ForwardContext(self.store, step.plan, self.inv_freq, "triton")
-        # A compiled model may compile again on a new bucket's shape (at its warm-up, never in a replay);
-        # past the limit Dynamo would silently run the plain model: raise instead.
-        limits = {"recompile_limit": _RECOMPILE_LIMIT, "fail_on_recompile_limit_hit": True}
-        with forward_context(ctx), torch._dynamo.config.patch(**limits):
+        with forward_context(ctx), self._compile_limits():
             out = self._step_model(
                 input_ids=step.plan.input_ids,
                 position_ids=step.plan.position_ids,

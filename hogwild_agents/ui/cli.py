@@ -31,11 +31,11 @@ from typing import Any, get_args
 from rich.console import Console
 from rich.live import Live
 from rich.panel import Panel
-from rich.table import Table
 
 from ..api.config import HogwildConfig, Layout
 from ..api.events import FinishedEvent, RunStartedEvent
 from ..tools.builtins import BUILTIN_TOOL_NAMES
+from .info import info_command, quiet_transformers
 from .live import format_log_line, render_live
 from .progress import RunProgress
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "info":
-            return _cmd_info(args, out)
+            return info_command(args.model, verify=args.verify, as_json=args.json, out=out)
         if args.command == "eval":
             return _cmd_eval(args, argv, out)
         if args.command == "serve":
@@ -152,18 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- run
-def _quiet_transformers() -> None:
-    """Silence weight-loading progress bars and advisory warnings: the CLI owns the terminal."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _load_engine(model: str | None, workers: int) -> Any:
     from ..engine.engine import HogwildEngine
 
-    _quiet_transformers()
+    quiet_transformers()
     from ..models.testing import TINY_TEST_MODEL, tiny_random_qwen2
 
     if model == TINY_TEST_MODEL:
@@ -336,111 +328,6 @@ def cli_result_schema() -> dict[str, Any]:
     return schema
 
 
-# ---------------------------------------------------------------------------------------------- info
-def _model_facts(model: str | None, verify: bool = False) -> dict[str, Any]:
-    """Describe ``model``'s path and architecture without loading (or converting) its weights.
-
-    With ``verify`` every converted file is hashed and compared with the marker's record (a mismatch
-    raises :class:`ModelNotAvailableError`: one line, exit 2).
-    """
-    import os
-
-    from ..models.store import (
-        DEFAULT_MODEL,
-        MARKER_FILE,
-        REGISTRY,
-        cache_root,
-        record_hashes,
-        verify_converted,
-    )
-    from ..models.testing import TINY_TEST_MODEL
-
-    name = model or os.environ.get("HOGWILD_MODEL") or DEFAULT_MODEL
-    facts: dict[str, Any] = {"model": name}
-    if name == TINY_TEST_MODEL:
-        from ..models.testing import tiny_random_qwen2
-
-        _quiet_transformers()
-        config = tiny_random_qwen2()[0].config
-        facts["path"] = "(built in memory: test hook)"
-    else:
-        path = cache_root() / "models" / name if name in REGISTRY else Path(name)
-        facts["path"] = str(path)
-        if name in REGISTRY and not (path / MARKER_FILE).is_file():
-            facts["status"] = "not converted yet (the first run converts it: about 100 s)"
-            return facts
-        if verify and (path / MARKER_FILE).is_file():
-            states = verify_converted(path, full=True)
-            if states:
-                facts["verified"] = f"{len(states)} files match their recorded sha256"
-            else:
-                facts["verified"] = f"{len(record_hashes(path))} files hashed and recorded now (none were)"
-        elif verify:
-            facts["verified"] = "no hashes recorded for this folder (not converted by hogwild)"
-        from transformers import AutoConfig
-
-        try:
-            config = AutoConfig.from_pretrained(str(path))
-        except (OSError, ValueError) as e:
-            facts["status"] = f"config unavailable: {e}"
-            return facts
-    heads = config.num_attention_heads
-    facts.update(
-        family=config.model_type,
-        layers=config.num_hidden_layers,
-        heads=heads,
-        kv_heads=getattr(config, "num_key_value_heads", None) or heads,
-        head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
-        context_window=getattr(config, "max_position_embeddings", None),
-        vocab_size=config.vocab_size,
-    )
-    return facts
-
-
-def _environment_facts() -> dict[str, Any]:
-    import importlib.metadata
-
-    import torch
-    from hogwild_kernels.dispatch import resolve_backend
-
-    from .. import __version__
-
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    backend = HogwildConfig().attention_backend
-    try:
-        triton = importlib.metadata.version("triton")
-    except importlib.metadata.PackageNotFoundError:
-        triton = "not installed"
-    return {
-        "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({torch.get_num_threads()} threads)",
-        "attention": f"{resolve_backend(backend, device)} (attention_backend={backend!r})",
-        "hogwild_agents": __version__,
-        "torch": torch.__version__,
-        "transformers": importlib.metadata.version("transformers"),
-        "triton": triton,
-    }
-
-
-def _cmd_info(args: argparse.Namespace, out: Console) -> int:
-    facts = {**_environment_facts(), **_model_facts(args.model, verify=args.verify)}
-    defaults = HogwildConfig().model_dump(mode="json")
-    if args.json:
-        sys.stdout.write(json.dumps({**facts, "default_config": defaults}) + "\n")
-        return EXIT_OK
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold cyan")
-    table.add_column()
-    for key, value in facts.items():
-        table.add_row(key, str(value))
-    out.print(Panel(table, title="hogwild info", border_style="cyan"))
-    config = Table("option", "default", box=None, pad_edge=False, header_style="bold")
-    for key, value in defaults.items():
-        config.add_row(key, json.dumps(value) if not isinstance(value, str) else value)
-    out.print(Panel(config, title="default HogwildConfig", border_style="dim"))
-    return EXIT_OK
-
-
 # ---------------------------------------------------------------------------------------------- eval
 def _add_eval_parser(sub: Any) -> None:
     """Register ``hogwild eval`` (options in :mod:`hogwild_agents.evaluation.command`)."""
@@ -453,7 +340,7 @@ def _add_eval_parser(sub: Any) -> None:
 def _cmd_eval(args: argparse.Namespace, argv: list[str] | None, out: Console) -> int:
     from ..evaluation.command import run_eval_command
 
-    _quiet_transformers()
+    quiet_transformers()
     files = run_eval_command(args, argv)
     out.print((args.out / "results.md").read_text(), soft_wrap=True, markup=False)
     for kind, path in files.items():
