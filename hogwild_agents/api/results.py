@@ -149,6 +149,12 @@ class Usage(BaseModel):
     )
     probes: int = Field(0, description="Early-exit probes asked (see HogwildConfig.early_exit).")
     answer_tokens: int = Field(0, description="Tokens written by the finisher.")
+    reasoning_tokens: int = Field(
+        0,
+        description="Tokens the workers sampled that are not the answer (OpenAI's reasoning tokens): all "
+        "of them when a finisher writes the answer; in plain generation none, since the worker's text is "
+        "the answer. Set when the run ends.",
+    )
     reused_prompt_tokens: int = Field(0, description="Prompt tokens reused from a kept run (not re-encoded).")
     forwards: int = Field(0, description="Sequential forward passes, the finisher's included.")
     worker_forwards: int = Field(

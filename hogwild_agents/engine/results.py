@@ -39,6 +39,9 @@ def build_result(
         )
         for w in run.workers
     ]
+    # Without a finisher the first worker's own text is the answer: its tokens are not reasoning.
+    answer_worker = None if run.cfg.use_finisher else run.cfg.names[0]
+    reasoning = sum(w.generated_tokens for w in workers if w.name != answer_worker)
     return RunResult(
         answer=answer,
         workers=workers,
@@ -46,8 +49,8 @@ def build_result(
         finish_reason=finish_reason(run, reason, calls),
         answer_truncated=run.answer_truncated,
         collaboration=bool(run.cfg.collaboration),
-        answer_worker=None if run.cfg.use_finisher else run.cfg.names[0],
-        usage=run.usage.model_copy(),
+        answer_worker=answer_worker,
+        usage=run.usage.model_copy(update={"reasoning_tokens": reasoning}),
         tool_calls=[ToolCallRecord(id=c.id, name=c.name, arguments=c.arguments) for c in calls or []],
         tool_events=list(run.tools.log),
         trace=run.trace,

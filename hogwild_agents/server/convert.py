@@ -127,12 +127,12 @@ def engine_request(body: ChatCompletionRequest, model: str) -> EngineRequest:
 
 
 def usage(u: Usage) -> CompletionUsage:
-    """The engine's accounting as OpenAI usage: the workers' tokens are reasoning tokens of the completion."""
+    """The engine's accounting as OpenAI usage: tokens that are not the answer are reasoning tokens."""
     return CompletionUsage(
         prompt_tokens=u.input_tokens,
         completion_tokens=u.output_tokens,
         total_tokens=u.total_tokens,
-        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=u.generated_tokens),
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=u.reasoning_tokens),
         prompt_tokens_details=PromptTokensDetails(cached_tokens=u.reused_prompt_tokens),
     )
 

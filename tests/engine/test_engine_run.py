@@ -124,6 +124,19 @@ def test_the_engine_names_the_finish_reason_as_openai_clients_read_it(qwen_token
     assert r.answer == "alpha beta " and r.finish_reason == "stop"
 
 
+def test_reasoning_tokens_are_the_workers_tokens_that_are_not_the_answer(qwen_tokenizer) -> None:
+    """One count, set by the engine, that the server, LangChain and LlamaIndex report as reasoning tokens."""
+    team = engine_for(qwen_tokenizer, workers=2, max_forwards=4).run(QUESTION)
+    assert team.answer_worker is None and team.usage.generated_tokens == 8
+    assert team.usage.reasoning_tokens == 8  # a finisher wrote the answer: every worker token is reasoning
+    plain = engine_for(qwen_tokenizer, workers=1, collaboration=False).run(QUESTION, max_forwards=5)
+    assert plain.answer_worker == "Alice" and plain.usage.generated_tokens == 5
+    assert plain.usage.reasoning_tokens == 0  # the worker's text is the answer
+    no_finisher = engine_for(qwen_tokenizer, workers=2, finisher=False).run(QUESTION, max_forwards=3)
+    bob = next(w for w in no_finisher.workers if w.name == "Bob")
+    assert no_finisher.answer_worker == "Alice" and no_finisher.usage.reasoning_tokens == bob.generated_tokens
+
+
 def test_stop_strings_end_plain_generation(qwen_tokenizer, monkeypatch) -> None:
     ScriptedWriters(qwen_tokenizer, {"Alice": "alpha beta STOP gamma delta"}, EOS).install(monkeypatch)
     engine = engine_for(qwen_tokenizer, workers=1, collaboration=False)

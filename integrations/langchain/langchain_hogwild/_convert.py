@@ -317,14 +317,15 @@ def _convert_usage(usage: Usage) -> UsageMetadata:
     """Engine ``Usage`` → LangChain ``UsageMetadata``.
 
     Input is the shared prompt (encoded once for all workers; the part reused from an earlier run is
-    ``cache_read``); output is every sampled token, the workers' (``reasoning``) and the finisher's.
+    ``cache_read``); output is every sampled token, the workers' and the finisher's; ``reasoning`` is the
+    engine's count of the tokens that are not the answer (none in plain generation).
     """
     return UsageMetadata(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         total_tokens=usage.total_tokens,
         input_token_details=InputTokenDetails(cache_read=usage.reused_prompt_tokens),
-        output_token_details=OutputTokenDetails(reasoning=usage.generated_tokens),
+        output_token_details=OutputTokenDetails(reasoning=usage.reasoning_tokens),
     )
 
 

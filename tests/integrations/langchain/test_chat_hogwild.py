@@ -293,6 +293,8 @@ def test_defaults_answer_a_greeting_with_one_plain_worker(tiny_engine):
     meta = message.response_metadata
     assert meta["collaboration"] is False and [w["name"] for w in meta["workers"]] == ["Alice"]
     assert "reasoning_content" not in message.additional_kwargs  # the worker's text is the answer
+    usage = message.usage_metadata
+    assert usage["output_token_details"]["reasoning"] == 0 and usage["output_tokens"] > 0
     assert (
         message.content
         == tiny_engine.run("Hello", collaboration=False, workers=1).answer[: len(message.content)]

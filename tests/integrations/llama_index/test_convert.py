@@ -223,9 +223,9 @@ def test_result_without_finisher_has_the_answer_worker_as_content():
 
 
 def test_usage_keys_for_the_token_counter():
-    usage = convert_usage(Usage(prompt_tokens=5, generated_tokens=7, answer_tokens=1))
+    usage = convert_usage(Usage(prompt_tokens=5, generated_tokens=7, answer_tokens=1, reasoning_tokens=7))
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (5, 8, 13)
-    assert usage["reasoning_tokens"] == 7
+    assert usage["reasoning_tokens"] == 7  # the engine's count, passed on as it is
 
 
 def test_chat_stream_cumulative_thinking_and_answer():

@@ -335,7 +335,7 @@ def convert_usage(usage: Usage) -> dict[str, Any]:
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
-        "reasoning_tokens": usage.generated_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
         "answer_tokens": usage.answer_tokens,
         "fed_tokens": usage.fed_tokens,
         "reused_prompt_tokens": usage.reused_prompt_tokens,
