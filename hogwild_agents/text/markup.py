@@ -3,10 +3,11 @@
 The shared workspace is laid out with markup the engine writes: step headers (``**Alice [2]:**``), the
 marker that ends another worker's unfinished step (``<...>``), the self-check question, section headers.
 Small models copy it: a worker writes another worker's header, the finisher answers ``<...>``. A
-:class:`MarkupGuard` follows one writer's text through an Aho-Corasick automaton over the forbidden
-strings and, before each sample, names the tokens that would *complete* one of them from where the text
-stands; the sampler bans those. So no forbidden string can ever appear in what the writer samples (a
-prefix of one can, e.g. ``**Bob`` without `` [``), and the text a user reads needs no clean-up afterwards.
+:class:`MarkupGuard` follows one writer's text through an Aho-Corasick automaton (:mod:`.automaton`)
+over the forbidden strings and, before each sample, names the tokens that would *complete* one of them
+from where the text stands; the sampler bans those. So no forbidden string can ever appear in what the
+writer samples (a prefix of one can, e.g. ``**Bob`` without `` [``), and the text a user reads needs no
+clean-up afterwards.
 
 Token texts come from :class:`TokenTexts`: every token decoded on its own, sorted, so "the tokens whose
 text starts with s" is a binary search.
@@ -15,11 +16,12 @@ text starts with s" is a binary search.
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .automaton import StringAutomaton
 
 __all__ = ["MarkupGuard", "TokenTexts"]
 
@@ -66,37 +68,17 @@ class MarkupGuard:
 
     """
 
-    __slots__ = ("_banned", "_chains", "_fail", "_goto", "_patterns_at", "_texts", "state", "always")
+    __slots__ = ("_automaton", "_banned", "_patterns_at", "_texts", "always", "state")
 
     def __init__(self, patterns: Sequence[str], texts: TokenTexts) -> None:
         patterns = sorted({p for p in patterns if p})
         self._texts = texts
-        self._goto: list[dict[str, int]] = [{}]
-        self._patterns_at: list[list[tuple[str, int]]] = [[]]  # state -> (pattern, matched length)
+        self._automaton = StringAutomaton(patterns)
+        # state -> (pattern, matched length) for every proper prefix of a pattern that the state stands for
+        self._patterns_at: list[list[tuple[str, int]]] = [[] for _ in self._automaton.goto]
         for pattern in patterns:
-            state = 0
-            for depth, ch in enumerate(pattern, start=1):
-                nxt = self._goto[state].get(ch)
-                if nxt is None:
-                    nxt = len(self._goto)
-                    self._goto[state][ch] = nxt
-                    self._goto.append({})
-                    self._patterns_at.append([])
-                state = nxt
-                if depth < len(pattern):
-                    self._patterns_at[state].append((pattern, depth))
-        self._fail = [0] * len(self._goto)
-        queue = deque(self._goto[0].values())
-        while queue:
-            state = queue.popleft()
-            for ch, nxt in self._goto[state].items():
-                queue.append(nxt)
-                fall = self._fail[state]
-                while fall and ch not in self._goto[fall]:
-                    fall = self._fail[fall]
-                target = self._goto[fall].get(ch, 0)
-                self._fail[nxt] = target if target != nxt else 0
-        self._chains: dict[int, list[tuple[str, int]]] = {}
+            for matched, state in enumerate(self._automaton.path(pattern)[:-1], start=1):
+                self._patterns_at[state].append((pattern, matched))
         self._banned: dict[int, tuple[int, ...]] = {}
         # Tokens holding a whole forbidden string are banned wherever the text stands.
         self.always = tuple(sorted({i for p in patterns for i in texts.containing(p)}))
@@ -104,19 +86,11 @@ class MarkupGuard:
 
     def feed(self, text: str) -> None:
         """Advance past ``text`` (sampled or fed by the engine)."""
-        goto, fail, state = self._goto, self._fail, self.state
-        for ch in text:
-            while state and ch not in goto[state]:
-                state = fail[state]
-            state = goto[state].get(ch, 0)
-        self.state = state
+        self.state = self._automaton.advance(self.state, text)
 
     def peek(self, text: str) -> int:
         """The state after ``text``, without moving."""
-        saved = self.state
-        self.feed(text)
-        state, self.state = self.state, saved
-        return state
+        return self._automaton.advance(self.state, text)
 
     def banned(self) -> tuple[int, ...]:
         """Tokens that would complete a forbidden string from the current state (with :attr:`always`)."""
@@ -127,7 +101,7 @@ class MarkupGuard:
             while state:  # every pattern prefix that is a suffix of the text
                 for pattern, matched in self._patterns_at[state]:
                     ids.update(self._texts.starting_with(pattern[matched:]).tolist())
-                state = self._fail[state]
+                state = self._automaton.fail[state]
             found = tuple(sorted(ids - self._texts.special))
             self._banned[self.state] = found
         return found
