@@ -1,5 +1,6 @@
 """Where models come from.
 
-The packaged model store (registry parts, sha256, conversion cache) and the tiny random models of
-the tests.
+The packaged model store (``store``: registry parts, sha256, conversion cache), the converted files'
+integrity (``integrity``: marker, hashes, locks), the errors that say what to do (``errors``) and the tiny
+random models of the tests (``testing``).
 """

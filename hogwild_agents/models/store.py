@@ -6,10 +6,9 @@ parts while checking their sha256, dequantizes the GGUF with transformers (about
 saves bf16 safetensors under ``${HOGWILD_CACHE_DIR:-~/.cache/hogwild-agents}/models/<name>/``. Later calls
 find the ``hogwild-model.json`` marker and return at once; the cache reloads in 2 to 7 s, not about 55 s.
 
-The marker records the size, modification time and sha256 of every converted file. Each load checks
-sizes and times (a fast path, see :func:`verify_converted`) and hashes in full any file whose time
-changed; ``hogwild info --verify`` hashes everything. A truncated or altered file is
-:class:`ModelNotAvailableError`, saying how to rebuild the cache, never a raw safetensors error.
+The marker records the size, modification time and sha256 of every converted file (:mod:`.integrity`
+checks them on every load). A truncated or altered file is :class:`ModelNotAvailableError`, saying how
+to rebuild the cache, never a raw safetensors error.
 
 Example:
     >>> from transformers import AutoModelForCausalLM
@@ -19,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -28,24 +26,38 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import InsufficientDiskSpaceError, ModelNotAvailableError
+from .integrity import (
+    MARKER_FILE,
+    file_lock,
+    file_records,
+    verify_converted,
+    write_marker_atomically,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MARKER_FILE",
+    "REGISTRY",
+    "InsufficientDiskSpaceError",
+    "ModelNotAvailableError",
+    "ModelPart",
+    "PackagedModel",
+    "cache_root",
+    "ensure_converted",
+    "resolve_model_path",
+    "verify_converted",
+    "write_marker",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
-MARKER_FILE = "hogwild-model.json"
 _CHUNK = 8 << 20
-
-
-class ModelNotAvailableError(RuntimeError):
-    """A packaged model cannot be provided: packages missing, a part corrupted, or conversion failed."""
-
-
-class InsufficientDiskSpaceError(ModelNotAvailableError, OSError):
-    """Not enough free disk space where the converted model would be cached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +179,7 @@ def ensure_converted(name: str, *, registry: Mapping[str, PackagedModel] | None 
         verify_converted(target)
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    with _file_lock(models_dir / f".{name}.lock"):
+    with file_lock(models_dir / f".{name}.lock"):
         if _marker_ok(target, spec):  # another process finished while we waited
             return target
         files = _locate_parts(spec)
@@ -191,121 +203,9 @@ def ensure_converted(name: str, *, registry: Mapping[str, PackagedModel] | None 
 def write_marker(folder: Path, spec: PackagedModel, info: Mapping[str, str]) -> dict:
     """Write the marker of a converted model in ``folder``: its source, ``info`` and every file's sha256."""
     marker = {"name": spec.name, "source_sha256": spec.sha256, "source_size": spec.size, **info}
-    marker["files"] = _file_records(folder, full=True)
-    _write_marker(folder / MARKER_FILE, marker)
+    marker["files"] = file_records(folder, full=True)
+    write_marker_atomically(folder / MARKER_FILE, marker)
     return marker
-
-
-def _file_records(folder: Path, *, full: bool, known: Mapping[str, dict] | None = None) -> dict[str, dict]:
-    """``{relative path: {size, mtime_ns, sha256}}`` of every file of a converted model but the marker."""
-    records = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER_FILE):
-        rel = path.relative_to(folder).as_posix()
-        stat = path.stat()
-        old = (known or {}).get(rel)
-        same = old is not None and old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns
-        digest = old["sha256"] if same and not full and old else _sha256(path)
-        records[rel] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
-    return records
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _rebuild_hint(target: Path) -> str:
-    return (
-        f"delete the cache folder and run again to convert it anew from the installed packages: "
-        f"rm -rf '{target}'"
-    )
-
-
-def verify_converted(target: Path, *, full: bool = False) -> dict[str, str]:
-    """Check a converted model's files against the hashes its marker recorded; return each file's state.
-
-    The fast path (``full=False``, every load): a file whose size and modification time (nanoseconds)
-    are those recorded is taken as unchanged without reading it. Truncation changes the size, and any
-    write through the file system (a partial copy, an editor, a tool rewriting the file) updates the
-    modification time, whereupon the file is hashed in full; what the fast path cannot see is a change
-    that also restores the time on purpose, or bit rot below the file system, which is what ``full=True``
-    (``hogwild info --verify``) is for. Hashing 1.3 GB on every load would cost about as much as the
-    load itself. A file whose time changed but whose hash still matches has its new time recorded.
-
-    Returns:
-        ``{relative path: "ok" | "hashed"}`` (``"hashed"``: read in full and matched); ``{}`` for a cache
-        converted before hashes were recorded (its marker has none; see ``record_hashes``).
-
-    Raises:
-        ModelNotAvailableError: a file is missing, has another size, or another sha256; the message says
-            which and how to rebuild the cache.
-    """
-    marker_path = target / MARKER_FILE
-    try:
-        marker = json.loads(marker_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ModelNotAvailableError(
-            f"the model cache at {target} has no readable marker ({e}); {_rebuild_hint(target)}"
-        ) from e
-    files = marker.get("files")
-    if not files:
-        logger.warning(
-            "the model cache at %s records no file hashes (converted by an older version); "
-            "run `hogwild info --verify` to record them",
-            target,
-        )
-        return {}
-    states: dict[str, str] = {}
-    refreshed = False
-    for rel, record in files.items():
-        path = target / rel
-        try:
-            stat = path.stat()
-        except OSError:
-            raise ModelNotAvailableError(
-                f"the converted model file {rel} is missing from {target}; {_rebuild_hint(target)}"
-            ) from None
-        if stat.st_size != record["size"]:
-            raise ModelNotAvailableError(
-                f"the converted model file {path} is truncated or altered ({stat.st_size} bytes, expected "
-                f"{record['size']}); {_rebuild_hint(target)}"
-            )
-        if not full and stat.st_mtime_ns == record["mtime_ns"]:
-            states[rel] = "ok"
-            continue
-        digest = _sha256(path)
-        if digest != record["sha256"]:
-            raise ModelNotAvailableError(
-                f"the converted model file {path} is corrupted (sha256 {digest[:16]}..., expected "
-                f"{record['sha256'][:16]}...); {_rebuild_hint(target)}"
-            )
-        states[rel] = "hashed"
-        if stat.st_mtime_ns != record["mtime_ns"]:
-            record["mtime_ns"] = stat.st_mtime_ns
-            refreshed = True
-    if refreshed:
-        _write_marker(marker_path, marker)
-    return states
-
-
-def record_hashes(target: Path) -> dict[str, dict]:
-    """Record the hashes of a cache converted before they were kept (trust on first use); return them."""
-    marker_path = target / MARKER_FILE
-    marker = json.loads(marker_path.read_text())
-    with _file_lock(target.parent / f".{target.name}.lock"):
-        marker["files"] = _file_records(target, full=True)
-        _write_marker(marker_path, marker)
-    return marker["files"]
-
-
-def _write_marker(path: Path, marker: dict) -> None:
-    """Replace the marker atomically (a reader sees the old one or the new one, never half of one)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(marker, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _marker_ok(target: Path, spec: PackagedModel) -> bool:
@@ -314,13 +214,6 @@ def _marker_ok(target: Path, spec: PackagedModel) -> bool:
     except (OSError, ValueError):
         return False
     return marker.get("source_sha256") == spec.sha256
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed, also on error
-        yield
 
 
 def _locate_parts(spec: PackagedModel) -> list[Path]:

@@ -32,14 +32,8 @@ def model_facts(model: str | None, verify: bool = False) -> dict[str, Any]:
     """
     import os
 
-    from ..models.store import (
-        DEFAULT_MODEL,
-        MARKER_FILE,
-        REGISTRY,
-        cache_root,
-        record_hashes,
-        verify_converted,
-    )
+    from ..models.integrity import MARKER_FILE, record_hashes, verify_converted
+    from ..models.store import DEFAULT_MODEL, REGISTRY, cache_root
     from ..models.testing import TINY_TEST_MODEL
 
     name = model or os.environ.get("HOGWILD_MODEL") or DEFAULT_MODEL
