@@ -85,10 +85,14 @@ def new_run(res: RunResources, texts: PromptTexts, cfg: HogwildConfig, tools: li
 def markup_patterns(cfg: HogwildConfig, texts: PromptTexts) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The strings workers and the finisher may not write: the workspace's own markup.
 
-    Workers: any worker's step header (``**Name [``) and the marker ending others' unfinished steps.
-    The finisher: those, the self-check question, the section headers and ``<answer ...>`` tags.
+    Workers: step headers, by their two ends: any worker's name in bold (``**Bob``) and a header's close
+    (``]:**``, ``):**``), whatever the name between. With ``**Bob [`` alone banned the 0.5B model wrote
+    ``**Bob (1):**``, then ``**Bob]``, then a header of a made-up worker (``**Bab [1]:**``). Also the
+    marker ending others' unfinished steps. The finisher: those, the self-check question, the section
+    headers and ``<answer ...>`` tags.
     """
-    headers = tuple(step_header(name, 1).split("[")[0] + "[" for name in cfg.names)
+    names = tuple(step_header(name, 1).split("[")[0].rstrip() for name in cfg.names)  # "**Alice"
+    headers = (*names, "]:**", "):**")
     marker = texts.separator.strip()  # "<...>"; its opening ("<...") too: small models echo it in variants
     workers = (*headers, marker, marker[:-1] if marker.endswith(">") else marker, "< ...", "<…")
     sections = (texts.others_header.strip(), texts.own_header.strip(), "### Past steps")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from greedy_cases import EOS, QUESTION, VOCAB
 from scripted import PreferredWriters
@@ -78,6 +80,34 @@ def test_workers_cannot_write_each_others_headers(qwen_tokenizer, monkeypatch) -
     bob = result.workers[1]
     generated = bob.text.replace("**Bob [1]:** ", "").replace("**Bob [2]:** ", "")
     assert "**Alice [" not in generated and "<...>" not in generated
+
+
+@pytest.mark.parametrize(
+    ("variant", "banned"),
+    [
+        ("**Alice (2):** hi", "**Alice ("),
+        ("**Alice:** hi", "**Alice:"),
+        ("**Alice** says hi", "**Alice**"),
+        ("**Alice[2]", "**Alice["),
+        ("**Alice] next", "**Alice]"),
+        ("**Bab [1]:** made up", "]:**"),
+        ("*Eve (2):** made up", "):**"),
+    ],
+)
+def test_workers_cannot_write_the_header_variants_small_models_write(
+    qwen_tokenizer, monkeypatch, variant: str, banned: str
+) -> None:
+    """With ``**Alice [`` banned, the 0.5B wrote ``**Bob (1):** 83810205``, ``**Bob]``, ``**Bab [1]:**``."""
+    script = {"Bob": f"I agree. {variant} again."}
+    PreferredWriters(qwen_tokenizer, script).install(monkeypatch)
+    bob = _engine(qwen_tokenizer, workers=2, max_forwards=30).run(QUESTION).workers[1]
+    generated = re.sub(r"\*\*Bob \[\d+\]:\*\* ", "", bob.text)  # the headers the engine wrote
+    assert "I agree." in generated and banned not in generated
+    # the guard off lets the same script write it: the test can fail
+    monkeypatch.undo()
+    PreferredWriters(qwen_tokenizer, script).install(monkeypatch)
+    raw = _engine(qwen_tokenizer, workers=2, max_forwards=30, guard_markup=False).run(QUESTION).workers[1]
+    assert variant in raw.text
 
 
 def test_the_finisher_of_an_execute_mode_run_writes_no_tool_markup(qwen_tokenizer, monkeypatch) -> None:
