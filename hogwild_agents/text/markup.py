@@ -16,6 +16,7 @@ text starts with s" is a binary search.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,9 @@ import numpy as np
 from .automaton import StringAutomaton
 
 __all__ = ["MarkupGuard", "TokenTexts"]
+
+_MAX_SHARED_TABLES = 256
+"""Pattern sets whose guard tables a :class:`TokenTexts` keeps (then it starts over)."""
 
 
 class TokenTexts:
@@ -43,6 +47,8 @@ class TokenTexts:
         self._sorted_ids = np.asarray(order, dtype=np.int64)
         self._sorted_texts = [self.texts[i] for i in order]
         self._containing: dict[str, tuple[int, ...]] = {}
+        self.guard_tables: dict[tuple[str, ...], Any] = {}  # patterns -> their MarkupGuard tables
+        self.lock = threading.Lock()
 
     def starting_with(self, prefix: str) -> np.ndarray:
         """Ids of the tokens whose text starts with ``prefix``."""
@@ -59,8 +65,32 @@ class TokenTexts:
         return found
 
 
+class _GuardTables:
+    """What every guard over one set of patterns shares.
+
+    The automaton, the pattern prefixes at each state, and the banned tokens found per state so far (a
+    memo: the answer for a state never changes).
+    """
+
+    __slots__ = ("always", "automaton", "banned", "patterns_at")
+
+    def __init__(self, patterns: Sequence[str], texts: TokenTexts) -> None:
+        self.automaton = StringAutomaton(patterns)
+        # state -> (pattern, matched length) for every proper prefix of a pattern that the state stands for
+        self.patterns_at: list[list[tuple[str, int]]] = [[] for _ in self.automaton.goto]
+        for pattern in patterns:
+            for matched, state in enumerate(self.automaton.path(pattern)[:-1], start=1):
+                self.patterns_at[state].append((pattern, matched))
+        self.banned: dict[int, tuple[int, ...]] = {}
+        # Tokens holding a whole forbidden string are banned wherever the text stands.
+        self.always = tuple(sorted({i for p in patterns for i in texts.containing(p)}))
+
+
 class MarkupGuard:
     """One writer's position among the forbidden strings, and the tokens that would complete one.
+
+    Guards over the same patterns share their tables (built once per :class:`TokenTexts`: every run
+    makes a guard per writer, and building the automaton cost more than a run's own planning).
 
     Args:
         patterns: the strings the writer must never write.
@@ -68,40 +98,44 @@ class MarkupGuard:
 
     """
 
-    __slots__ = ("_automaton", "_banned", "_patterns_at", "_texts", "always", "state")
+    __slots__ = ("_tables", "_texts", "state")
 
     def __init__(self, patterns: Sequence[str], texts: TokenTexts) -> None:
-        patterns = sorted({p for p in patterns if p})
+        key = tuple(sorted({p for p in patterns if p}))
         self._texts = texts
-        self._automaton = StringAutomaton(patterns)
-        # state -> (pattern, matched length) for every proper prefix of a pattern that the state stands for
-        self._patterns_at: list[list[tuple[str, int]]] = [[] for _ in self._automaton.goto]
-        for pattern in patterns:
-            for matched, state in enumerate(self._automaton.path(pattern)[:-1], start=1):
-                self._patterns_at[state].append((pattern, matched))
-        self._banned: dict[int, tuple[int, ...]] = {}
-        # Tokens holding a whole forbidden string are banned wherever the text stands.
-        self.always = tuple(sorted({i for p in patterns for i in texts.containing(p)}))
+        with texts.lock:
+            tables = texts.guard_tables.get(key)
+            if tables is None:
+                if len(texts.guard_tables) >= _MAX_SHARED_TABLES:  # requests may name any workers
+                    texts.guard_tables.clear()
+                tables = texts.guard_tables[key] = _GuardTables(key, texts)
+        self._tables = tables
         self.state = 0
+
+    @property
+    def always(self) -> tuple[int, ...]:
+        """Tokens holding a whole forbidden string: banned wherever the text stands."""
+        return self._tables.always
 
     def feed(self, text: str) -> None:
         """Advance past ``text`` (sampled or fed by the engine)."""
-        self.state = self._automaton.advance(self.state, text)
+        self.state = self._tables.automaton.advance(self.state, text)
 
     def peek(self, text: str) -> int:
         """The state after ``text``, without moving."""
-        return self._automaton.advance(self.state, text)
+        return self._tables.automaton.advance(self.state, text)
 
     def banned(self) -> tuple[int, ...]:
         """Tokens that would complete a forbidden string from the current state (with :attr:`always`)."""
-        found = self._banned.get(self.state)
+        tables = self._tables
+        found = tables.banned.get(self.state)
         if found is None:
-            ids = set(self.always)
+            ids = set(tables.always)
             state = self.state
             while state:  # every pattern prefix that is a suffix of the text
-                for pattern, matched in self._patterns_at[state]:
+                for pattern, matched in tables.patterns_at[state]:
                     ids.update(self._texts.starting_with(pattern[matched:]).tolist())
-                state = self._automaton.fail[state]
+                state = tables.automaton.fail[state]
             found = tuple(sorted(ids - self._texts.special))
-            self._banned[self.state] = found
+            tables.banned[self.state] = found  # the same value whichever thread writes it
         return found

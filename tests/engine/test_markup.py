@@ -53,6 +53,16 @@ def test_the_guard_bans_only_completions(qwen_tokenizer, texts) -> None:
     assert ">" in {texts.texts[i] for i in guard.banned()}
 
 
+def test_guards_over_the_same_patterns_share_their_tables_not_their_position(texts) -> None:
+    a, b = MarkupGuard(["<...>", "**Bob"], texts), MarkupGuard(["**Bob", "<...>", ""], texts)
+    assert a._tables is b._tables  # built once: every run makes a guard per writer
+    a.feed("x **Bo")
+    assert b.state == 0 and a.state != 0
+    assert "b" in {texts.texts[i] for i in a.banned()}  # each answers from its own position
+    assert "b" not in {texts.texts[i] for i in b.banned()}
+    assert MarkupGuard(["<...>"], texts)._tables is not a._tables
+
+
 def _engine(tokenizer, **cfg) -> HogwildEngine:
     model = tiny_model("qwen2", vocab_size=VOCAB, eos_token_id=EOS)
     return HogwildEngine(model, tokenizer, page_size=8, max_cache_tokens=4096, **cfg)

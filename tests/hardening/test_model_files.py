@@ -1,7 +1,7 @@
 """Converted model files are verified: hashes recorded at conversion, checked at load and by `info --verify`.
 
 Every test builds its own converted cache (a tiny random Qwen2 saved with the real tokenizer, marked by the
-same :func:`~hogwild_agents.models.store.write_marker` the conversion uses) under a temporary ``HOGWILD_CACHE_DIR``: the real cache in
+same `store.write_marker` the conversion uses) under a temporary ``HOGWILD_CACHE_DIR``: the real cache in
 ``~/.cache/hogwild-agents`` is never touched.
 """
 

@@ -219,7 +219,12 @@ def _result(**kwargs) -> RunResult:
         ],
         "stop_reason": "final_answer",
         "usage": Usage(
-            prompt_tokens=100, generated_tokens=8, fed_tokens=20, answer_tokens=2, reused_prompt_tokens=40
+            prompt_tokens=100,
+            generated_tokens=8,
+            fed_tokens=20,
+            answer_tokens=2,
+            reused_prompt_tokens=40,
+            reasoning_tokens=8,  # a finisher wrote the answer: the engine counts every worker token
         ),
     }
     return RunResult(**{**fields, **kwargs})
