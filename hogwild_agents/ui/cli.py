@@ -361,7 +361,9 @@ def _add_serve_parser(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--max-cache-tokens", type=int, help="capacity of the shared KV store, in tokens")
-    serve.add_argument("--dtype", help="weights dtype (default bfloat16; float32 is faster on most CPUs)")
+    serve.add_argument(
+        "--dtype", help="weights dtype (default bfloat16; float32 may be faster on CPUs without bf16 units)"
+    )
     serve.add_argument("--device", help="cuda or cpu (default: CUDA when available)")
     serve.add_argument("--ray", action="store_true", help="serve through Ray Serve (the serve-ray extra)")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: engine replicas (default 1)")
